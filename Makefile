@@ -1,0 +1,46 @@
+# The few verbs a newcomer needs. `make up` runs the stack, `make test` runs every check.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SYSTEM := redis-server:redis-server redis-benchmark:redis-tools
+
+.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy clean docs
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(STAMP)
+
+system:
+	@scripts/require.sh $(SYSTEM)
+
+up: $(STAMP) system
+	$(BIN)/astra up
+
+test: $(STAMP) system lint typecheck pytest
+
+check: test
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy backbone stack chaos gateway services bench
+
+pytest: $(STAMP) system
+	$(BIN)/pytest
+
+docs: $(STAMP)
+	$(BIN)/python -m backbone.bus.catalog docs
+
+bench-bus: $(STAMP) system
+	$(BIN)/python -m bench.bus
+
+bench-faultproxy: $(STAMP) system
+	$(BIN)/python -m bench.faultproxy
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,105 @@
+"""The envelope every event travels in, and its wire encoding.
+
+An entry in a stream has one field, `envelope`, holding the envelope as JSON.
+Publishing builds the JSON straight from trusted parts (the data model was
+validated when it was constructed); consuming validates the whole envelope with
+pydantic, then the data against the model its event type declares.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+import uuid6
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from backbone.bus.streams import EventType
+from backbone.errors import EnvelopeError
+
+_UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_TYPE_PATTERN = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"
+_TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+_ID = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class Envelope(BaseModel):
+    """Metadata every event carries, whatever its type."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: Annotated[str, Field(pattern=_UUID_PATTERN, description="UUIDv7, time-ordered")]
+    type: Annotated[str, Field(pattern=_TYPE_PATTERN, description="`{domain}.{event}`")]
+    version: Annotated[int, Field(ge=1)]
+    occurred_at: AwareDatetime
+    producer: Annotated[str, Field(min_length=1, max_length=128)]
+    correlation_id: _ID
+    causation_id: _ID | None = None
+    traceparent: Annotated[str | None, Field(pattern=_TRACEPARENT_PATTERN)] = None
+    data: dict[str, Any]
+
+
+def new_event_id() -> str:
+    return str(uuid6.uuid7())
+
+
+def encode(
+    event_type: EventType[Any],
+    data: BaseModel,
+    *,
+    producer: str,
+    correlation_id: str,
+    causation_id: str | None = None,
+    traceparent: str | None = None,
+    event_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> tuple[str, bytes]:
+    """Return `(event_id, envelope JSON)` for one event.
+
+    `data` must be an instance of the event type's model: handing the wrong
+    model is a programming error caught here, before anything reaches Redis.
+    """
+    if not isinstance(data, event_type.model):
+        raise EnvelopeError(
+            f"{event_type.stream_key} takes {event_type.model.__name__}, got {type(data).__name__}"
+        )
+    eid = event_id or new_event_id()
+    when = occurred_at or datetime.now(UTC)
+    body = {
+        "event_id": eid,
+        "type": event_type.type,
+        "version": event_type.version,
+        "occurred_at": when.isoformat(),
+        "producer": producer,
+        "correlation_id": correlation_id,
+        "causation_id": causation_id,
+        "traceparent": traceparent,
+        "data": data.model_dump(mode="json"),
+    }
+    return eid, orjson.dumps(body)
+
+
+def decode(raw: bytes | str) -> Envelope:
+    try:
+        return Envelope.model_validate_json(raw)
+    except ValidationError as e:
+        raise EnvelopeError(f"invalid envelope: {_summarise(e)}") from e
+
+
+def decode_data(event_type: EventType[Any], envelope: Envelope) -> BaseModel:
+    try:
+        model: type[BaseModel] = event_type.model
+        return model.model_validate(envelope.data)
+    except ValidationError as e:
+        raise EnvelopeError(f"invalid data for {event_type.stream_key}: {_summarise(e)}") from e
+
+
+def _summarise(error: ValidationError) -> str:
+    """A short, bounded reason for the DLQ (never the whole offending payload)."""
+    parts = []
+    for item in error.errors()[:5]:
+        loc = ".".join(str(p) for p in item.get("loc", ())) or "<root>"
+        parts.append(f"{loc}: {item.get('msg', 'invalid')}")
+    more = error.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -1,0 +1,59 @@
+"""Every Redis key and stream name the kernel uses, built in one place.
+
+Keys that must live in the same Redis Cluster slot share a hash tag (`{...}`):
+each registry service's keys share `{service}`, and each stream's consumer
+book-keeping shares the stream name as tag, so the MULTI/EXEC blocks the kernel
+issues never span slots. Streams themselves carry no tag: a consumer reads each
+stream with its own command, never one XREADGROUP across streams.
+"""
+
+from __future__ import annotations
+
+PREFIX = "astra"
+
+# --- event bus -------------------------------------------------------------
+
+STREAM_PREFIX = f"{PREFIX}."
+DLQ_SUFFIX = ".dlq"
+ENVELOPE_FIELD = "envelope"  # the one stream-entry field holding the JSON envelope
+DLQ_FIELDS = ("envelope", "stream", "entry_id", "group", "error", "attempts", "failed_at")
+
+
+def stream_name(domain: str, event: str, version: int) -> str:
+    return f"{PREFIX}.{domain}.{event}.v{version}"
+
+
+def dead_letter_stream(stream: str) -> str:
+    return f"{stream}{DLQ_SUFFIX}"
+
+
+def processed_marker(stream: str, group: str, event_id: str) -> str:
+    """Per-group "this event's effect is applied" marker (TTL, seconds: BusSettings)."""
+    return f"{PREFIX}:bus:{{{stream}}}:processed:{group}:{event_id}"
+
+
+def failure_counts(stream: str, group: str) -> str:
+    """Hash entry_id -> handler failures so far; expires with the idle budget."""
+    return f"{PREFIX}:bus:{{{stream}}}:failures:{group}"
+
+
+# --- service registry ------------------------------------------------------
+
+
+def registry_instance(service: str, instance_id: str) -> str:
+    """One instance's signed record; TTL (ms) refreshed by every heartbeat."""
+    return f"{PREFIX}:registry:{{{service}}}:instance:{instance_id}"
+
+
+def registry_index(service: str) -> str:
+    """Sorted set instance_id -> expiry (server ms); its own TTL is refreshed too."""
+    return f"{PREFIX}:registry:{{{service}}}:index"
+
+
+REGISTRY_SERVICES = f"{PREFIX}:registry:services"  # sorted set service -> expiry (ms)
+
+# --- rate limits / idempotency used by the edge ------------------------------
+
+
+def rate_limit(scope: str, subject: str) -> str:
+    return f"{PREFIX}:ratelimit:{scope}:{subject}"

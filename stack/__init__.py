@@ -1,0 +1,1 @@
+"""The `astra` command: launches the whole stack and offers operator tools."""
