@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from backbone import keys
+from backbone.config import BusSettings
 from backbone.errors import RetentionError, StreamNameError
 
 _SNAKE = r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*"
@@ -167,3 +168,10 @@ class EventCatalog:
 
     def __len__(self) -> int:
         return len(self._by_stream)
+
+
+def retention_for(settings: BusSettings, stream: str) -> Retention:
+    """The stream's configured retention (or the default), checked against the lag budget."""
+    chosen = settings.retention.get(stream, settings.default_retention)
+    budget = LagBudget(settings.lag_budget_events, settings.lag_budget_seconds)
+    return Retention(chosen.maxlen, chosen.max_age_seconds).check(budget, stream)
