@@ -58,6 +58,12 @@ class BusMetrics:
             ["stream", "group", "reason"],
             registry=registry,
         )
+        self.trimmed_before_ack = Counter(
+            "astra_bus_trimmed_before_ack_total",
+            "Pending entries that retention trimmed before the group acked them (work lost).",
+            ["stream", "group"],
+            registry=registry,
+        )
         self.handler_duration = Histogram(
             "astra_bus_handler_duration_seconds",
             "Handler run time per event.",

@@ -1,0 +1,526 @@
+"""A named consumer group that delivers every event at least once and applies it once.
+
+    read (XREADGROUP >, one command per stream)  --> decode + validate envelope
+       |                                              | poison --> <stream>.dlq + XACK
+       v                                              v
+    processed-marker check (skip duplicates)  --> handler(event, ctx)
+       | success: one Lua script = effects + marker SET NX + XACK
+       | failure: HINCRBY failures; after max_deliveries --> <stream>.dlq + XACK
+    reaper: XAUTOCLAIM entries idle > claim_idle_ms (crashed peers, failed retries)
+
+Nothing is acked before its handler succeeded; a crash anywhere leaves the entry
+pending, and the reaper or the restarted consumer (which drains its own pending
+entries first) delivers it again. Streams are read one command each, never one
+XREADGROUP across streams that Redis Cluster could place in different slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import redis.asyncio as aioredis
+from opentelemetry import trace
+from prometheus_client import REGISTRY, CollectorRegistry
+from pydantic import BaseModel
+from redis.exceptions import RedisError, ResponseError
+
+from backbone import keys
+from backbone.bus import envelope as envelope_codec
+from backbone.bus.effects import COMMIT_SCRIPT, Effects, commit_args
+from backbone.bus.envelope import Envelope
+from backbone.bus.metrics import bus_metrics
+from backbone.bus.streams import EventType, Retention, retention_for
+from backbone.config import BusSettings
+from backbone.errors import BusError, EnvelopeError, UnknownEventTypeError
+from backbone.telemetry import correlation
+from backbone.telemetry.propagation import context_from_traceparent, current_traceparent
+
+log = logging.getLogger("backbone.bus.consumer")
+
+D = TypeVar("D", bound=BaseModel)
+_CONSUMER = trace.SpanKind.CONSUMER
+_DLQ_MAXLEN = 100_000  # dead letters are kept for operators, trimmed approximately
+_ENVELOPE_KEY = keys.ENVELOPE_FIELD.encode()  # clients run with decode_responses=False
+RawEntry = tuple[bytes, dict[bytes, bytes] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Generic[D]):
+    """One delivered event, with its validated data."""
+
+    stream: str
+    entry_id: str
+    envelope: Envelope
+    data: D
+    attempt: int  # 1 on first delivery; handler failures so far + 1
+
+    @property
+    def event_id(self) -> str:
+        return self.envelope.event_id
+
+
+class HandlerContext:
+    """What a handler may do besides reading its event: buffer Redis effects and publish.
+
+    Both are applied only if the handler returns, atomically with the ack.
+    """
+
+    __slots__ = ("_consumer", "effects", "event")
+
+    def __init__(self, consumer: Consumer, event: Event[Any]) -> None:
+        self._consumer = consumer
+        self.event = event
+        self.effects = Effects()
+
+    def publish(self, event_type: EventType[Any], data: BaseModel) -> str:
+        """Queue an event caused by this one; it is XADDed with the ack, or never."""
+        event_id, body = envelope_codec.encode(
+            event_type,
+            data,
+            producer=self._consumer.producer,
+            correlation_id=self.event.envelope.correlation_id,
+            causation_id=self.event.event_id,
+            traceparent=current_traceparent(),
+        )
+        stream = event_type.stream_key
+        self.effects.call(
+            "XADD", stream, *self._consumer.trim_args(stream), "*", keys.ENVELOPE_FIELD, body
+        )
+        return event_id
+
+
+Handler = Callable[[Event[Any], HandlerContext], Awaitable[None]]
+
+
+class Consumer:
+    """One member of a consumer group, subscribed to one or more event types.
+
+    consumer = Consumer(redis, group="social_feed_generators", consumer="social-1",
+                        handlers={TradeExecuted: on_trade, LevelUp: on_level_up},
+                        settings=BusSettings(), producer="social")
+    await consumer.start()      # background tasks; or `await consumer.run(burst=True)`
+    ...
+    await consumer.aclose()     # stop reading, finish the batch in flight, ack, exit
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        group: str,
+        consumer: str,
+        handlers: Mapping[EventType[Any], Handler],
+        settings: BusSettings,
+        producer: str,
+        start_id: str = "0",
+        tracer: trace.Tracer | None = None,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        if not handlers:
+            raise BusError(f"consumer group {group!r} has no handlers")
+        self.redis = redis
+        self.group = group
+        self.name = consumer
+        self.producer = producer
+        self.settings = settings
+        self._handlers = {et.stream_key: (et, h) for et, h in handlers.items()}
+        self._start_id = start_id
+        self._tracer = tracer or trace.get_tracer("backbone.bus")
+        self._metrics = bus_metrics(registry)
+        self._commit = redis.register_script(COMMIT_SCRIPT)
+        self._retention: dict[str, Retention] = {}
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight = 0
+        self.last_error: str | None = None
+
+    # --- lifecycle ---------------------------------------------------------
+
+    @property
+    def streams(self) -> list[str]:
+        return list(self._handlers)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
+    async def start(self) -> None:
+        await self._ensure_groups()
+        self._stopping.clear()
+        self._tasks = [
+            asyncio.create_task(self._read_loop(stream), name=f"consume:{self.group}:{stream}")
+            for stream in self._handlers
+        ]
+        self._tasks.append(asyncio.create_task(self._reap_loop(), name=f"reap:{self.group}"))
+        log.info("consumer started", extra={"group": self.group, "streams": self.streams})
+
+    async def aclose(self, grace: float | None = None) -> None:
+        """Stop reading, let the batch in flight finish and ack; cancel after `grace`."""
+        if not self._tasks:
+            return
+        self._stopping.set()
+        timeout = grace if grace is not None else self.settings.block_ms / 1000 + 5.0
+        _, pending = await asyncio.wait(self._tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        log.info("consumer stopped", extra={"group": self.group, "cancelled": len(pending)})
+
+    async def run(self, *, burst: bool = False) -> None:
+        """Run until closed; `burst=True`: process what is there (and reclaims), return."""
+        if not burst:
+            await self.start()
+            await asyncio.gather(*self._tasks)
+            return
+        await self._ensure_groups()
+        for stream in self._handlers:
+            await self._drain_own_pending(stream)
+            while await self._read_once(stream, block_ms=None):
+                pass
+            await self._reap_stream(stream)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Consumer group={self.group} consumer={self.name} streams={len(self._handlers)} "
+            f"in_flight={self._in_flight} running={self.running}>"
+        )
+
+    # --- reading -----------------------------------------------------------
+
+    async def _ensure_groups(self) -> None:
+        for stream in self._handlers:
+            try:
+                await self.redis.xgroup_create(stream, self.group, id=self._start_id, mkstream=True)
+            except ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+
+    async def _read_loop(self, stream: str) -> None:
+        backoff = 0.05
+        drained = False
+        while not self._stopping.is_set():
+            try:
+                if not drained:
+                    await self._drain_own_pending(stream)
+                    drained = True
+                await self._read_once(stream, block_ms=self.settings.block_ms)
+                backoff = 0.05
+            except (RedisError, OSError) as e:
+                self._note_error(stream, e)
+                if "NOGROUP" in str(e):
+                    await self._recreate_group(stream)
+                drained = False  # after an outage, first finish what we already hold
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _read_once(self, stream: str, block_ms: int | None) -> int:
+        response = await self.redis.xreadgroup(
+            self.group, self.name, {stream: ">"}, count=self.settings.batch_size, block=block_ms
+        )
+        entries = _entries(response)
+        if entries:
+            await self._process(stream, entries, redelivered=False)
+        return len(entries)
+
+    async def _drain_own_pending(self, stream: str) -> None:
+        """Entries delivered to this consumer name before a restart come first."""
+        start = "0"
+        while not self._stopping.is_set():
+            response = await self.redis.xreadgroup(
+                self.group, self.name, {stream: start}, count=self.settings.batch_size
+            )
+            entries = _entries(response)
+            if not entries:
+                return
+            await self._process(stream, entries, redelivered=True)
+            start = _text(entries[-1][0])
+
+    async def _reap_loop(self) -> None:
+        interval = self.settings.reaper_interval_ms / 1000
+        while not self._stopping.is_set():
+            await self._sleep(interval)
+            for stream in self._handlers:
+                if self._stopping.is_set():
+                    return
+                try:
+                    await self._reap_stream(stream)
+                except (RedisError, OSError) as e:
+                    self._note_error(stream, e)
+
+    async def _reap_stream(self, stream: str) -> None:
+        start = "0-0"
+        while True:
+            next_id, claimed, deleted = await self.redis.xautoclaim(
+                stream,
+                self.group,
+                self.name,
+                min_idle_time=self.settings.claim_idle_ms,
+                start_id=start,
+                count=self.settings.batch_size,
+            )
+            if deleted:
+                self._metrics.trimmed_before_ack.labels(stream, self.group).inc(len(deleted))
+                log.error(
+                    "pending entries were trimmed before being acked",
+                    extra={"stream": stream, "group": self.group, "count": len(deleted)},
+                )
+            if claimed:
+                self._metrics.retried.labels(stream, self.group).inc(len(claimed))
+                await self._process(stream, claimed, redelivered=True)
+            start = _text(next_id)
+            if start == "0-0" or self._stopping.is_set():
+                return
+
+    async def _recreate_group(self, stream: str) -> None:
+        try:
+            await self._ensure_groups()
+        except (RedisError, OSError) as e:
+            self._note_error(stream, e)
+
+    # --- processing --------------------------------------------------------
+
+    async def _process(
+        self, stream: str, entries: Sequence[RawEntry], *, redelivered: bool
+    ) -> None:
+        event_type, handler = self._handlers[stream]
+        fkey = keys.failure_counts(stream, self.group)
+        self._in_flight += len(entries)
+        try:
+            events: list[Event[Any]] = []
+            for raw_id, fields in entries:
+                entry_id = _text(raw_id)
+                if fields is None:  # trimmed while pending: nothing left to deliver
+                    self._metrics.trimmed_before_ack.labels(stream, self.group).inc()
+                    await self.redis.xack(stream, self.group, entry_id)
+                    continue
+                raw = fields.get(_ENVELOPE_KEY)
+                try:
+                    events.append(self._decode(stream, event_type, entry_id, raw))
+                except EnvelopeError as e:
+                    await self._dead_letter(stream, entry_id, fields, str(e), 0, "poison")
+            if not events:
+                return
+            failures = await self._failure_counts(fkey, events) if redelivered else {}
+            duplicates = await self._already_processed(stream, events)
+            commits: list[tuple[str, str, bool, Effects | None]] = []
+            failed: list[tuple[Event[Any], str]] = []
+            for event in events:
+                prior = failures.get(event.entry_id, 0)
+                marker = keys.processed_marker(stream, self.group, event.event_id)
+                if event.event_id in duplicates:  # applied before, or earlier in this batch
+                    self._metrics.duplicates.labels(stream, self.group).inc()
+                    commits.append((marker, event.entry_id, prior > 0, None))
+                    continue
+                if prior:
+                    event = _with_attempt(event, prior + 1)
+                outcome = await self._handle(stream, handler, event)
+                if isinstance(outcome, Effects):
+                    duplicates.add(event.event_id)
+                    commits.append((marker, event.entry_id, prior > 0, outcome))
+                else:
+                    failed.append((event, outcome))
+            if commits:
+                await self._commit_batch(stream, fkey, commits, duplicates)
+            for event, error in failed:
+                await self._record_failure(stream, fkey, event, error)
+        finally:
+            self._in_flight -= len(entries)
+
+    def _decode(
+        self, stream: str, event_type: EventType[Any], entry_id: str, raw: bytes | None
+    ) -> Event[Any]:
+        if raw is None:
+            raise EnvelopeError(f"entry has no {keys.ENVELOPE_FIELD!r} field")
+        env = envelope_codec.decode(raw)
+        if env.type != event_type.type or env.version != event_type.version:
+            raise UnknownEventTypeError(
+                f"{stream} carries {event_type.type} v{event_type.version}, "
+                f"got {env.type} v{env.version}"
+            )
+        data = envelope_codec.decode_data(event_type, env)
+        return Event(stream, entry_id, env, data, 1)
+
+    async def _handle(self, stream: str, handler: Handler, event: Event[Any]) -> Effects | str:
+        """Run the handler in the event's trace and correlation; its effects, or the error."""
+        env = event.envelope
+        cid = correlation.set_correlation_id(env.correlation_id)
+        cause = correlation.set_causation_id(env.event_id)
+        started = time.perf_counter()
+        try:
+            with self._tracer.start_as_current_span(
+                f"{stream} process",
+                context=context_from_traceparent(env.traceparent),
+                kind=_CONSUMER,
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                if span.is_recording():
+                    span.set_attributes(
+                        {
+                            "messaging.system": "redis",
+                            "messaging.destination.name": stream,
+                            "messaging.operation.type": "process",
+                            "messaging.consumer.group.name": self.group,
+                            "messaging.message.id": env.event_id,
+                            "messaging.redis.entry_id": event.entry_id,
+                            "astra.delivery.attempt": event.attempt,
+                        }
+                    )
+                ctx = HandlerContext(self, event)
+                try:
+                    await handler(event, ctx)
+                except Exception as e:  # a handler's failure is data, not a crash
+                    span.record_exception(e)
+                    span.set_status(trace.StatusCode.ERROR, type(e).__name__)
+                    self._metrics.failed.labels(stream, self.group).inc()
+                    log.warning(
+                        "handler failed",
+                        exc_info=True,
+                        extra=_log_fields(stream, self.group, event),
+                    )
+                    return f"{type(e).__name__}: {e}"[:2000]
+                return ctx.effects
+        finally:
+            self._metrics.handler_duration.labels(stream, self.group).observe(
+                time.perf_counter() - started
+            )
+            correlation.reset_causation_id(cause)
+            correlation.reset_correlation_id(cid)
+
+    async def _failure_counts(self, fkey: str, events: list[Event[Any]]) -> dict[str, int]:
+        values = await self.redis.hmget(fkey, [e.entry_id for e in events])
+        return {e.entry_id: int(v) for e, v in zip(events, values, strict=True) if v is not None}
+
+    async def _already_processed(self, stream: str, events: list[Event[Any]]) -> set[str]:
+        pipe = self.redis.pipeline(transaction=False)
+        for event in events:
+            pipe.exists(keys.processed_marker(stream, self.group, event.event_id))
+        found = await pipe.execute()
+        return {e.event_id for e, hit in zip(events, found, strict=True) if hit}
+
+    async def _commit_batch(
+        self,
+        stream: str,
+        fkey: str,
+        commits: list[tuple[str, str, bool, Effects | None]],
+        duplicates: set[str],
+    ) -> None:
+        args = commit_args(stream, self.group, self.settings.processed_ttl_seconds, fkey, commits)
+        applied = await self._commit(keys=[], args=args)
+        fresh = sum(1 for a in applied if a)
+        # An event can also turn out to be a duplicate at commit (a peer applied it
+        # first): the SET NX in the script saw the marker and nothing was re-applied.
+        late_duplicates = len(applied) - fresh - sum(1 for c in commits if c[3] is None)
+        if fresh:
+            self._metrics.consumed.labels(stream, self.group).inc(fresh)
+        if late_duplicates > 0:
+            self._metrics.duplicates.labels(stream, self.group).inc(late_duplicates)
+
+    async def _record_failure(self, stream: str, fkey: str, event: Event[Any], error: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(fkey, event.entry_id, 1)
+        pipe.pexpire(
+            fkey, max(self.settings.claim_idle_ms * 10 * self.settings.max_deliveries, 86_400_000)
+        )
+        failures, _ = await pipe.execute()
+        if int(failures) >= self.settings.max_deliveries:
+            fields = {_ENVELOPE_KEY: event.envelope.model_dump_json().encode()}
+            await self._dead_letter(
+                stream, event.entry_id, fields, error, int(failures), "failures"
+            )
+
+    async def _dead_letter(
+        self,
+        stream: str,
+        entry_id: str,
+        fields: dict[bytes, bytes],
+        error: str,
+        attempts: int,
+        reason: str,
+    ) -> None:
+        """Move an entry to `<stream>.dlq` with why, and ack it, in one MULTI/EXEC."""
+        raw = fields.get(_ENVELOPE_KEY)
+        record: dict[str, str | bytes | int] = {
+            "envelope": raw if raw is not None else repr(fields)[:4000],
+            "stream": stream,
+            "entry_id": entry_id,
+            "group": self.group,
+            "reason": reason,
+            "error": error[:2000],
+            "attempts": attempts,
+            "failed_at": datetime.now(UTC).isoformat(),
+        }
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(keys.dead_letter_stream(stream), record, maxlen=_DLQ_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        pipe.xack(stream, self.group, entry_id)
+        pipe.hdel(keys.failure_counts(stream, self.group), entry_id)
+        await pipe.execute()
+        self._metrics.dead_lettered.labels(stream, self.group, reason).inc()
+        log.error(
+            "event dead-lettered",
+            extra={
+                "stream": stream,
+                "group": self.group,
+                "entry_id": entry_id,
+                "reason": reason,
+                "attempts": attempts,
+                "error": error[:500],
+            },
+        )
+
+    # --- helpers -----------------------------------------------------------
+
+    def trim_args(self, stream: str) -> tuple[str | int, ...]:
+        retention = self._retention.get(stream)
+        if retention is None:
+            retention = self._retention[stream] = retention_for(self.settings, stream)
+        kwargs = retention.xadd_kwargs()
+        if "maxlen" in kwargs:
+            return ("MAXLEN", "~", kwargs["maxlen"])
+        return ("MINID", "~", kwargs["minid"])
+
+    def _note_error(self, stream: str, error: BaseException) -> None:
+        self.last_error = f"{type(error).__name__}: {error}"
+        log.warning(
+            "consumer cannot reach Redis; retrying",
+            extra={"stream": stream, "group": self.group, "error": self.last_error},
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+
+def _entries(response: Any) -> list[RawEntry]:
+    if not response:
+        return []
+    # redis-py returns [[stream, [(id, fields), ...]]] (RESP2) or a dict (RESP3)
+    if isinstance(response, dict):
+        return [entry for entries in response.values() for entry in entries[0]]
+    return [entry for _, entries in response for entry in entries]
+
+
+def _with_attempt(event: Event[Any], attempt: int) -> Event[Any]:
+    return Event(event.stream, event.entry_id, event.envelope, event.data, attempt)
+
+
+def _log_fields(stream: str, group: str, event: Event[Any]) -> dict[str, Any]:
+    return {
+        "stream": stream,
+        "group": group,
+        "entry_id": event.entry_id,
+        "event_id": event.event_id,
+        "attempt": event.attempt,
+    }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

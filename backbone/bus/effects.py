@@ -1,0 +1,97 @@
+"""Redis effects a handler buffers, applied atomically with the group's ack.
+
+A handler that keeps its state in Redis does not write directly: it queues
+commands on `ctx.effects`, and the consumer applies them in one Lua script that
+also sets the group's processed-marker (SET NX) and XACKs the entry. Either the
+effect, the marker and the ack all happen or none does, so a consumer killed
+between handling and ack leaves nothing half-applied, and a redelivered event
+whose marker exists is acked without re-applying anything.
+
+Events the handler publishes (`ctx.publish`) are XADDs in the same script: a
+Redis-native outbox for handlers whose state is in Redis.
+
+Cluster note: the script touches the marker, the failure hash (both tagged with
+the stream name, so in the stream's slot) and whatever keys the effects name.
+On Redis Cluster, effects must use keys in the stream's slot; this stack runs a
+single Redis primary, where the script is atomic across any keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# ARGV layout: stream, group, ttl, failures_key, n_events, then per event:
+#   marker, entry_id, had_failures ("0"/"1"), n_cmds, then per command: n_args, args...
+COMMIT_SCRIPT = """
+local stream, group, ttl, fkey = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local n = tonumber(ARGV[5])
+local i = 6
+local applied = {}
+local ids = {}
+for e = 1, n do
+  local marker, entry_id, had_failures = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local ncmds = tonumber(ARGV[i + 3])
+  i = i + 4
+  local fresh = redis.call('SET', marker, '1', 'NX', 'EX', ttl)
+  for c = 1, ncmds do
+    local nargs = tonumber(ARGV[i])
+    if fresh then
+      redis.call(unpack(ARGV, i + 1, i + nargs))
+    end
+    i = i + 1 + nargs
+  end
+  if had_failures == '1' then
+    redis.call('HDEL', fkey, entry_id)
+  end
+  ids[#ids + 1] = entry_id
+  applied[#applied + 1] = fresh and 1 or 0
+  if #ids == 500 then
+    redis.call('XACK', stream, group, unpack(ids))
+    ids = {}
+  end
+end
+if #ids > 0 then
+  redis.call('XACK', stream, group, unpack(ids))
+end
+return applied
+"""
+
+
+class Effects:
+    """Commands buffered by one handler invocation (applied only if it succeeds).
+
+    async def on_trade(event, ctx):
+        ctx.effects.call("HINCRBY", f"xp:{event.data.user_id}", "xp", 10)
+        ctx.effects.call("ZINCRBY", "leaderboard", 10, event.data.user_id)
+    """
+
+    __slots__ = ("commands",)
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+
+    def call(self, *args: str | bytes | int | float) -> None:
+        if not args:
+            raise ValueError("a command needs a name")
+        self.commands.append(args)
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+
+def commit_args(
+    stream: str,
+    group: str,
+    ttl_seconds: int,
+    failures_key: str,
+    events: list[tuple[str, str, bool, Effects | None]],
+) -> list[Any]:
+    """Flatten `(marker, entry_id, had_failures, effects)` per event into the script's ARGV."""
+    args: list[Any] = [stream, group, ttl_seconds, failures_key, len(events)]
+    for marker, entry_id, had_failures, effects in events:
+        commands = effects.commands if effects is not None else ()
+        args += (marker, entry_id, "1" if had_failures else "0", len(commands))
+        for command in commands:
+            args.append(len(command))
+            args.extend(command)
+    return args

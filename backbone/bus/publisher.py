@@ -1,0 +1,143 @@
+"""Publishing events to their streams, one at a time or pipelined in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from opentelemetry import trace
+from prometheus_client import REGISTRY, CollectorRegistry
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+
+from backbone import keys
+from backbone.bus import envelope
+from backbone.bus.metrics import bus_metrics
+from backbone.bus.streams import EventType, Retention, retention_for
+from backbone.config import BusSettings
+from backbone.errors import PublishError
+from backbone.telemetry.correlation import ensure_correlation_id, get_causation_id
+from backbone.telemetry.propagation import current_traceparent
+
+_PRODUCER = trace.SpanKind.PRODUCER
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    event_id: str
+    stream: str
+    entry_id: str
+
+
+class Publisher:
+    """Publishes validated events with the current correlation and trace context.
+
+        publisher = Publisher(redis, producer="trading", settings=BusSettings())
+        await publisher.publish(TradeExecuted, TradeExecutedData(...))
+        await publisher.publish_batch([(XpGained, a), (LevelUp, b)])
+
+    Retention is checked against the lag budget when the publisher is built, so a
+    misconfigured stream fails at start-up rather than trimming unread events.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        producer: str,
+        settings: BusSettings,
+        tracer: trace.Tracer | None = None,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._redis = redis
+        self._producer = producer
+        self._settings = settings
+        self._tracer = tracer or trace.get_tracer("backbone.bus")
+        self._metrics = bus_metrics(registry)
+        self._retention: dict[str, Retention] = {}
+        for stream in settings.retention:
+            self._retention[stream] = retention_for(settings, stream)
+        retention_for(settings, "default")  # the default must respect the budget too
+
+    def _xadd_kwargs(self, stream: str) -> dict[str, Any]:
+        retention = self._retention.get(stream)
+        if retention is None:
+            retention = self._retention[stream] = retention_for(self._settings, stream)
+        return retention.xadd_kwargs()
+
+    def _encode(self, event_type: EventType[Any], data: BaseModel) -> tuple[str, bytes]:
+        return envelope.encode(
+            event_type,
+            data,
+            producer=self._producer,
+            correlation_id=ensure_correlation_id(),
+            causation_id=get_causation_id(),
+            traceparent=current_traceparent(),
+        )
+
+    async def publish(self, event_type: EventType[Any], data: BaseModel) -> Published:
+        stream = event_type.stream_key
+        with self._tracer.start_as_current_span(f"{stream} publish", kind=_PRODUCER) as span:
+            event_id, body = self._encode(event_type, data)
+            if span.is_recording():
+                span.set_attributes(_span_attributes(stream, event_id))
+            try:
+                entry_id = await self._redis.xadd(
+                    stream, {keys.ENVELOPE_FIELD: body}, **self._xadd_kwargs(stream)
+                )
+            except RedisError as e:
+                self._metrics.publish_failures.labels(stream, "direct").inc()
+                raise PublishError(f"{stream}: Redis did not accept {event_id}: {e}") from e
+        self._metrics.published.labels(stream, "direct").inc()
+        return Published(event_id, stream, _text(entry_id))
+
+    async def publish_batch(
+        self, events: Sequence[tuple[EventType[Any], BaseModel]]
+    ) -> list[Published]:
+        """Publish in one pipelined round trip; all accepted, or PublishError.
+
+        Not a transaction: on error some events may have been accepted; the
+        error says so, and consumers dedupe by event_id if the caller retries.
+        """
+        if not events:
+            return []
+        with self._tracer.start_as_current_span("publish batch", kind=_PRODUCER) as span:
+            if span.is_recording():
+                span.set_attributes(
+                    {"messaging.system": "redis", "messaging.batch.message_count": len(events)}
+                )
+            pipe = self._redis.pipeline(transaction=False)
+            ids: list[tuple[str, str]] = []
+            for event_type, data in events:
+                stream = event_type.stream_key
+                event_id, body = self._encode(event_type, data)
+                ids.append((event_id, stream))
+                pipe.xadd(stream, {keys.ENVELOPE_FIELD: body}, **self._xadd_kwargs(stream))
+            try:
+                entry_ids = await pipe.execute(raise_on_error=True)
+            except RedisError as e:
+                for _, stream in ids:
+                    self._metrics.publish_failures.labels(stream, "direct").inc()
+                raise PublishError(f"batch of {len(events)} not fully accepted: {e}") from e
+        published = [
+            Published(event_id, stream, _text(entry_id))
+            for (event_id, stream), entry_id in zip(ids, entry_ids, strict=True)
+        ]
+        for p in published:
+            self._metrics.published.labels(p.stream, "direct").inc()
+        return published
+
+
+def _span_attributes(stream: str, event_id: str) -> dict[str, str]:
+    return {
+        "messaging.system": "redis",
+        "messaging.destination.name": stream,
+        "messaging.operation.type": "publish",
+        "messaging.message.id": event_id,
+    }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
