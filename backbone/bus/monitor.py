@@ -1,0 +1,82 @@
+"""Samples stream length, group lag, pending count, oldest-pending age and DLQ length.
+
+Sampling (not per-event bookkeeping) keeps the consume path free of extra
+round trips; the interval is `BusSettings.metrics_sample_interval_ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+import redis.asyncio as aioredis
+from prometheus_client import REGISTRY, CollectorRegistry
+from redis.exceptions import RedisError, ResponseError
+
+from backbone import keys
+from backbone.bus.metrics import bus_metrics
+
+log = logging.getLogger("backbone.bus.monitor")
+
+
+class StreamMonitor:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        watched: Iterable[tuple[str, str]],
+        *,
+        interval_ms: int = 5_000,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        """`watched`: (stream, group) pairs; a stream with no group of ours uses group ""."""
+        self._redis = redis
+        self._watched = sorted(set(watched))
+        self._interval = interval_ms / 1000
+        self._metrics = bus_metrics(registry)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="stream-monitor")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sample()
+            except (RedisError, OSError) as e:
+                log.debug("stream sampling failed", extra={"error": str(e)})
+            await asyncio.sleep(self._interval)
+
+    async def sample(self) -> None:
+        m = self._metrics
+        for stream in sorted({s for s, _ in self._watched}):
+            m.stream_length.labels(stream).set(await self._redis.xlen(stream))
+            m.dlq_length.labels(stream).set(await self._redis.xlen(keys.dead_letter_stream(stream)))
+            try:
+                groups = await self._redis.xinfo_groups(stream)
+            except ResponseError:  # stream not created yet
+                continue
+            by_name = {_text(g["name"]): g for g in groups}
+            for s, group in self._watched:
+                if s != stream or not group or group not in by_name:
+                    continue
+                info = by_name[group]
+                m.pending.labels(stream, group).set(int(info.get("pending", 0)))
+                lag = info.get("lag")
+                if lag is not None:  # None when Redis cannot tell (after deletions)
+                    m.group_lag.labels(stream, group).set(int(lag))
+                oldest = await self._redis.xpending_range(stream, group, "-", "+", 1)
+                age = int(oldest[0]["time_since_delivered"]) / 1000 if oldest else 0.0
+                m.oldest_pending_age.labels(stream, group).set(age)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

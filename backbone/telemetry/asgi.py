@@ -1,0 +1,121 @@
+"""One pure-ASGI middleware for correlation IDs, the server span, RED metrics and access logs.
+
+Pure ASGI (not BaseHTTPMiddleware) so context variables set here are seen by
+the endpoint. One span per request: the stock ASGI instrumentation also makes a
+span per send/receive, which costs a large share of a small request's time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry import trace
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backbone.telemetry import correlation
+from backbone.telemetry.http_metrics import HttpMetrics
+from backbone.telemetry.propagation import context_from_traceparent
+
+access_log = logging.getLogger("astra.access")
+_SERVER = trace.SpanKind.SERVER
+_CID_HEADER = correlation.HEADER_LOWER
+UNMATCHED = "<unmatched>"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (`/orders/{order_id}`), bounded for labels."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+class TelemetryMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: HttpMetrics,
+        tracer: trace.Tracer | None = None,
+        quiet_paths: Iterable[str] = ("/metrics", "/health/live", "/health/ready"),
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.tracer = tracer or trace.get_tracer("backbone.http")
+        self.quiet_paths = frozenset(quiet_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming_cid: bytes | None = None
+        traceparent: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == _CID_HEADER:
+                incoming_cid = value
+            elif name == b"traceparent":
+                traceparent = value
+        cid = correlation.accept(incoming_cid.decode("latin-1") if incoming_cid else None)
+        token = correlation.set_correlation_id(cid)
+        cid_header = (_CID_HEADER, cid.encode())
+        method = scope["method"]
+        quiet = scope["path"] in self.quiet_paths
+        status = 500
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), cid_header]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        span: Any = None
+        try:
+            if quiet:
+                await self.app(scope, receive, send_wrapper)
+                return
+            parent = (
+                context_from_traceparent(traceparent.decode("latin-1")) if traceparent else None
+            )
+            with self.tracer.start_as_current_span(
+                method, context=parent, kind=_SERVER, record_exception=True
+            ) as span:
+                await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - started
+            route = route_template(scope)
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            ctx = span.get_span_context() if span is not None else None
+            sampled = ctx is not None and ctx.trace_flags.sampled
+            exemplar = {"trace_id": format(ctx.trace_id, "032x")} if sampled and ctx else None
+            self.metrics.duration.labels(method, route).observe(elapsed, exemplar)
+            if span is not None and span.is_recording():
+                span.update_name(f"{method} {route}")
+                span.set_attributes(
+                    {
+                        "http.request.method": method,
+                        "http.route": route,
+                        "url.path": scope["path"],
+                        "http.response.status_code": status,
+                        "astra.correlation_id": cid,
+                    }
+                )
+                if status >= 500:
+                    span.set_status(trace.StatusCode.ERROR)
+            if not quiet:
+                fields: dict[str, Any] = {
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                }
+                if ctx is not None and ctx.is_valid:
+                    fields["trace_id"] = format(ctx.trace_id, "032x")
+                    fields["span_id"] = format(ctx.span_id, "016x")
+                access_log.info("request", extra=fields)
+            correlation.reset_correlation_id(token)
