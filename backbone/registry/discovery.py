@@ -1,0 +1,358 @@
+"""Discovery: a local, always-answerable view of the live instances.
+
+    watcher ── every poll_seconds ──> Redis: TIME · services set · indexes · MGET records
+       │                                 (verify each record's HMAC, drop expired)
+       └──> view (dict in memory) <── instances(service)   hot path: no I/O
+
+If Redis cannot be read, the view keeps its last known content, `stale` turns
+True and `astra_registry_cache_stale` reads 1, until a refresh succeeds again.
+Between refreshes, an instance whose record has expired (its index score is the
+expiry in Redis server time, mapped to the local monotonic clock) is hidden; a
+stale view stops that clock at the first failed refresh, and the first view
+read after an outage keeps the instances Redis forgot for one more TTL (time
+for them to beat again), so an outage of the registry never empties the routing
+table by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from backbone import keys
+from backbone.config import RegistrySettings
+from backbone.errors import RegistryError
+from backbone.registry._record import RecordRejected, RejectReason, decode_record
+from backbone.registry.metrics import registry_metrics
+from backbone.registry.models import NAME_PATTERN, STATUSES, InstanceInfo
+
+log = logging.getLogger(__name__)
+
+View = Mapping[str, tuple[InstanceInfo, ...]]
+Listener = Callable[[View], Awaitable[None] | None]
+
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    info: InstanceInfo
+    deadline: float  # local monotonic time at which its record expires in Redis
+
+
+@dataclass(frozen=True, slots=True)
+class _ServiceView:
+    entries: tuple[_Entry, ...]  # every status, ordered by instance_id
+    ready: tuple[InstanceInfo, ...]
+    first_ready_deadline: float  # until then `ready` needs no filtering
+
+    @classmethod
+    def of(cls, entries: Iterable[_Entry]) -> _ServiceView:
+        ordered = tuple(sorted(entries, key=lambda e: e.info.instance_id))
+        ready = tuple(e for e in ordered if e.info.ready)
+        return cls(
+            ordered,
+            tuple(e.info for e in ready),
+            min((e.deadline for e in ready), default=math.inf),
+        )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Discovery:
+    """A cached, self-refreshing view of the registered instances.
+
+    discovery = Discovery(redis, settings, services=["trading", "users"])
+    await discovery.start()              # never fails on Redis: starts empty and stale
+    discovery.add_listener(on_change)    # optional: called with all_instances() on change
+    for instance in discovery.instances("trading"):   # ready only, no I/O
+        ...
+    await discovery.aclose()
+
+    `services=None` follows every service in the registry's services set (what a
+    Prometheus HTTP service-discovery endpoint wants). Only records signed with
+    `settings.token` are believed; the rest are counted in
+    `astra_registry_rejected_records_total`. The Redis client is borrowed, not
+    owned; give it short socket timeouts if outages must show within `poll_seconds`.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: RegistrySettings,
+        *,
+        services: Iterable[str] | None = None,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._services = None if services is None else tuple(dict.fromkeys(services))
+        for service in self._services or ():
+            if not _NAME_RE.fullmatch(service):
+                raise RegistryError(f"{service!r} is not a valid service name")
+        self._metrics = registry_metrics(registry)
+        # Beyond half a TTL a refresh can no longer show a crash within one TTL: give up.
+        self._timeout = settings.ttl_seconds / 2
+        self._view: dict[str, _ServiceView] = {}
+        self._stale = True  # nothing read yet
+        self._frozen_at = math.inf  # local time the view stopped being refreshed
+        self._last_success: float | None = None
+        self._rejected: set[tuple[str, RejectReason]] = set()
+        self._gauge_services: set[str] = set()
+        self._listeners: list[Listener] = []
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._metrics.cache_stale.set(1)
+
+    def __repr__(self) -> str:
+        counts = " ".join(f"{s}={len(v.ready)}/{len(v.entries)}" for s, v in self._view.items())
+        return f"<Discovery stale={self._stale} ready/all: {counts or '-'}>"
+
+    # --- the hot path: memory only ------------------------------------------
+
+    def instances(self, service: str) -> tuple[InstanceInfo, ...]:
+        """The live, ready instances of `service` as last seen (ordered by instance_id)."""
+        view = self._view.get(service)
+        if view is None:
+            return ()
+        now = min(time.monotonic(), self._frozen_at)
+        if now <= view.first_ready_deadline:
+            return view.ready
+        return tuple(e.info for e in view.entries if e.info.ready and now <= e.deadline)
+
+    def all_instances(self) -> dict[str, tuple[InstanceInfo, ...]]:
+        """Every live instance whatever its status, by service (for operator views)."""
+        now = min(time.monotonic(), self._frozen_at)
+        return {
+            service: tuple(e.info for e in view.entries if now <= e.deadline)
+            for service, view in self._view.items()
+        }
+
+    @property
+    def stale(self) -> bool:
+        """True until the first refresh succeeds, and whenever the latest one failed."""
+        return self._stale
+
+    @property
+    def last_refresh_age(self) -> float:
+        """Seconds since the view was last read from Redis (inf if never)."""
+        if self._last_success is None:
+            return math.inf
+        return time.monotonic() - self._last_success
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call `callback(all_instances())` after each refresh that changes the view.
+
+        Runs in the watcher task (awaited if it returns an awaitable): keep it quick.
+        Its errors are logged and never stop the watcher.
+        """
+        self._listeners.append(callback)
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the view once (tolerating a Redis outage), then keep it fresh."""
+        if self._closed:
+            raise RegistryError(f"{self!r} is closed")
+        if self._task is not None:
+            return
+        try:
+            await self.refresh()
+        except RegistryError as e:
+            log.warning("registry: discovery starts with an empty, stale view: %s", e)
+        self._task = asyncio.create_task(self._watch(), name="registry-discovery")
+
+    async def aclose(self) -> None:
+        """Stop refreshing; the last view stays readable. Idempotent."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()  # the watcher only reads: cancelling it mid-command is harmless
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.poll_seconds)
+            try:
+                await self.refresh()
+            except RegistryError:
+                pass  # refresh() logged and counted it; keep serving the last view
+            except Exception:
+                log.exception("registry: unexpected error refreshing discovery")
+
+    # --- refreshing -----------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Read the view from Redis now; `RegistryError` (view kept, marked stale) if not."""
+        async with self._lock:
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    view, rejected = await self._read(started)
+            except (RedisError, OSError, TimeoutError) as e:
+                self._mark_stale(started, e)
+                raise RegistryError(f"discovery refresh failed: {e!r}") from e
+            self._note_rejected(rejected)
+            changed = self._install(view)
+        if changed:
+            await self._notify()
+
+    async def _read(
+        self, started: float
+    ) -> tuple[dict[str, _ServiceView], list[tuple[str, str, RecordRejected]]]:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.time()
+        if self._services is None:
+            pipe.zrange(keys.REGISTRY_SERVICES, 0, -1, withscores=True)
+        else:
+            for service in self._services:
+                pipe.zrange(keys.registry_index(service), 0, -1, withscores=True)
+        replies: list[Any] = await pipe.execute()
+        seconds, micros = replies[0]
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+
+        if self._services is None:
+            services = [
+                name
+                for name, score in ((_text(m), s) for m, s in replies[1])
+                if score >= now_ms and _NAME_RE.fullmatch(name)
+            ]
+            pipe = self._redis.pipeline(transaction=False)
+            for service in services:
+                pipe.zrange(keys.registry_index(service), 0, -1, withscores=True)
+            indexes: list[Any] = await pipe.execute() if services else []
+        else:
+            services = list(self._services)
+            indexes = replies[1:]
+
+        # Members whose score is past have expired (or are about to be pruned).
+        live: dict[str, list[tuple[str, float]]] = {
+            service: [(_text(m), s) for m, s in members if s >= now_ms]
+            for service, members in zip(services, indexes, strict=True)
+        }
+        wanted = [service for service, members in live.items() if members]
+        records: list[Any] = []
+        if wanted:
+            pipe = self._redis.pipeline(transaction=False)
+            for service in wanted:  # one MGET per service: its keys share a slot
+                pipe.mget([keys.registry_instance(service, i) for i, _ in live[service]])
+            records = await pipe.execute()
+
+        view: dict[str, _ServiceView] = {}
+        if self._services is not None:
+            view = {service: _ServiceView.of(()) for service in self._services}
+        rejected: list[tuple[str, str, RecordRejected]] = []
+        token = self._settings.token
+        for service, raws in zip(wanted, records, strict=True):
+            entries: list[_Entry] = []
+            for (instance_id, score), raw in zip(live[service], raws, strict=True):
+                if raw is None:
+                    continue  # expired since TIME was read
+                try:
+                    info = decode_record(raw, token, service=service, instance_id=instance_id)
+                except RecordRejected as e:
+                    rejected.append((service, instance_id, e))
+                    continue
+                entries.append(_Entry(info, started + (score - now_ms) / 1000))
+            if entries or self._services is not None:
+                view[service] = _ServiceView.of(entries)
+        return view, rejected
+
+    def _install(self, view: dict[str, _ServiceView]) -> bool:
+        if self._stale and self._last_success is not None:
+            view = self._carry_over(view)
+        before = {s: tuple(e.info for e in v.entries) for s, v in self._view.items()}
+        after = {s: tuple(e.info for e in v.entries) for s, v in view.items()}
+        self._view = view
+        self._last_success = time.monotonic()
+        self._frozen_at = math.inf
+        if self._stale:
+            log.info("registry: discovery view is fresh (%s)", self._summary())
+        self._stale = False
+        self._metrics.cache_stale.set(0)
+        for service, service_view in view.items():
+            for status in STATUSES:
+                count = sum(1 for e in service_view.entries if e.info.status == status)
+                self._metrics.instances.labels(service, status).set(count)
+        for service in self._gauge_services - view.keys():
+            for status in STATUSES:
+                self._metrics.instances.remove(service, status)
+        self._gauge_services = set(view)
+        return before != after
+
+    def _carry_over(self, view: dict[str, _ServiceView]) -> dict[str, _ServiceView]:
+        """Keep, for one more TTL, the instances an outage made Redis forget.
+
+        After an outage longer than a TTL, or a restart that lost the data, Redis
+        lists nobody until each instance's next heartbeat lands; dropping them all
+        in the meantime would turn a registry outage into an outage of every
+        service. A live instance re-registers within one TTL (two heartbeats), a
+        dead one is then dropped: the usual "gone within one TTL" bound.
+        """
+        deadline = time.monotonic() + self._settings.ttl_seconds
+        merged = dict(view)
+        for service, old in self._view.items():
+            new = view.get(service)
+            present = {e.info.instance_id for e in new.entries} if new else set()
+            missing = [
+                _Entry(e.info, deadline) for e in old.entries if e.info.instance_id not in present
+            ]
+            if missing:
+                merged[service] = _ServiceView.of([*(new.entries if new else ()), *missing])
+        return merged
+
+    def _mark_stale(self, started: float, error: BaseException) -> None:
+        self._metrics.refresh_failures.inc()
+        self._metrics.cache_stale.set(1)
+        if not self._stale:
+            self._frozen_at = started
+            log.warning(
+                "registry: discovery refresh failed, serving the view of %.1fs ago: %r",
+                self.last_refresh_age,
+                error,
+            )
+        else:
+            log.debug("registry: discovery refresh failed again: %r", error)
+        self._stale = True
+
+    def _note_rejected(self, rejected: list[tuple[str, str, RecordRejected]]) -> None:
+        seen: set[tuple[str, RejectReason]] = set()
+        for service, instance_id, e in rejected:
+            self._metrics.rejected_records.labels(e.reason).inc()
+            key = keys.registry_instance(service, instance_id)
+            seen.add((key, e.reason))
+            if (key, e.reason) not in self._rejected:  # log each bad record once, not per poll
+                log.warning("registry: ignoring record %s: %s", key, e)
+        self._rejected = seen
+
+    def _summary(self) -> str:
+        return ", ".join(f"{s}: {len(v.ready)} ready" for s, v in self._view.items()) or "empty"
+
+    async def _notify(self) -> None:
+        view = self.all_instances()
+        for listener in list(self._listeners):
+            try:
+                result = listener(view)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("registry: discovery listener %r failed", listener)
