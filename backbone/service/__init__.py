@@ -1,1 +1,19 @@
+"""The service app factory: lifecycle, health, metrics, errors, telemetry."""
 
+from backbone.service.app import create_service_app, metrics_response, serve
+from backbone.service.config import ServiceSettings
+from backbone.service.problems import PROBLEM_JSON, ProblemError, problem_response
+from backbone.service.runtime import ConsumerSpec, Runtime, ServiceSpec
+
+__all__ = [
+    "PROBLEM_JSON",
+    "ConsumerSpec",
+    "ProblemError",
+    "Runtime",
+    "ServiceSettings",
+    "ServiceSpec",
+    "create_service_app",
+    "metrics_response",
+    "problem_response",
+    "serve",
+]

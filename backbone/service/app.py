@@ -1,0 +1,114 @@
+"""`create_service_app`: one function that turns a ServiceSpec into a running FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import generate_latest as text_exposition
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_exposition
+
+from backbone.service.config import ServiceSettings
+from backbone.service.problems import install_problem_handlers, problem_response
+from backbone.service.runtime import Runtime, ServiceSpec
+from backbone.telemetry.asgi import TelemetryMiddleware
+from backbone.telemetry.http_metrics import http_metrics
+from backbone.telemetry.logs import setup_logging
+from backbone.telemetry.tracing import build_tracer_provider, install_tracer_provider
+
+log = logging.getLogger("backbone.service")
+
+
+def metrics_response(request: Request, registry: CollectorRegistry) -> Response:
+    """Prometheus text, or OpenMetrics (which carries exemplars) when the scraper asks."""
+    if "application/openmetrics-text" in request.headers.get("accept", ""):
+        return Response(openmetrics_exposition(registry), media_type=OPENMETRICS)  # type: ignore[no-untyped-call]
+    return Response(text_exposition(registry), media_type="text/plain; version=0.0.4")
+
+
+def create_service_app(
+    spec: ServiceSpec, settings: ServiceSettings, *, registry: CollectorRegistry = REGISTRY
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(spec, settings, registry)
+        app.state.runtime = runtime
+        try:
+            await runtime.start()
+        except BaseException:
+            await runtime.aclose()
+            raise
+        try:
+            yield
+        finally:
+            await runtime.aclose()
+
+    app = FastAPI(
+        title=f"AstraTrade {spec.name}",
+        description=spec.description,
+        version=settings.version,
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(TelemetryMiddleware, metrics=http_metrics(registry))
+
+    @app.get("/health/live", include_in_schema=False)
+    async def live() -> dict[str, str]:
+        return {"status": "ok", "service": spec.name, "instance": settings.instance_id}
+
+    @app.get("/health/ready", include_in_schema=False)
+    async def ready(request: Request) -> JSONResponse:
+        runtime: Runtime = request.app.state.runtime
+        checks = await runtime.checks()
+        failing = {name: why for name, why in checks.items() if why != "ok"}
+        if failing:
+            return problem_response(
+                503,
+                "Not ready",
+                "; ".join(f"{name}: {why}" for name, why in failing.items()),
+                checks=checks,
+            )
+        return JSONResponse({"status": "ready", "checks": checks})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        return metrics_response(request, registry)
+
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    """Process entry point: logging and tracing for this process, then uvicorn."""
+    tel = settings.telemetry
+    log_dir = tel.log_dir or settings.run_dir / "log"
+    setup_logging(
+        service=spec.name, instance_id=settings.instance_id, level=tel.log_level, log_dir=log_dir
+    )
+    if tel.traces_dir is None:
+        tel = tel.model_copy(update={"traces_dir": settings.run_dir / "traces"})
+    provider = build_tracer_provider(
+        tel, service=spec.name, version=settings.version, instance_id=settings.instance_id
+    )
+    if provider is not None:
+        install_tracer_provider(provider)
+    app = create_service_app(spec, settings)
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=20,
+        )
+    finally:
+        if provider is not None:
+            provider.shutdown()

@@ -1,0 +1,188 @@
+"""The parts a running service owns, opened and closed in one explicit order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter
+from prometheus_client import CollectorRegistry
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from backbone.bus.consumer import Consumer, Handler
+from backbone.bus.monitor import StreamMonitor
+from backbone.bus.publisher import Publisher
+from backbone.bus.streams import EventType
+from backbone.outbox import Outbox, OutboxRelay, outbox_table
+from backbone.registry import InstanceInfo, Registrar
+from backbone.service.config import ServiceSettings
+
+log = logging.getLogger("backbone.service")
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    group: str
+    handlers: Mapping[EventType[Any], Handler]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What makes one service: its routes, tables, consumers and hooks."""
+
+    name: str
+    description: str = ""
+    routers: Sequence[APIRouter] = ()
+    metadata: MetaData | None = None  # the service's own tables; the outbox joins them
+    outbox: bool = False
+    consumers: Callable[[Runtime], Sequence[ConsumerSpec]] | None = None
+    published: Sequence[EventType[Any]] = ()  # streams the monitor samples
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    metadata_tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class Runtime:
+    """Opened by the app's lifespan; services reach it through `request.app.state.runtime`."""
+
+    def __init__(self, spec: ServiceSpec, settings: ServiceSettings, registry: CollectorRegistry):
+        self.spec = spec
+        self.settings = settings
+        self.metrics_registry = registry
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+        )
+        self.engine: AsyncEngine | None = None
+        self.sessions: async_sessionmaker[AsyncSession] | None = None
+        self.publisher = Publisher(
+            self.redis, producer=spec.name, settings=settings.bus, registry=registry
+        )
+        self.outbox: Outbox | None = None
+        self.relay: OutboxRelay | None = None
+        self.consumers: list[Consumer] = []
+        self.monitor: StreamMonitor | None = None
+        self.registrar: Registrar | None = None
+        self.state: dict[str, Any] = {}
+        self._closers: list[Callable[[], Awaitable[Any]]] = []
+
+    async def start(self) -> None:
+        s, spec = self.settings, self.spec
+        await self.redis.ping()
+        self._closers.append(self.redis.aclose)
+        if spec.metadata is not None:
+            await self._open_database(spec.metadata)
+        if spec.outbox:
+            assert spec.metadata is not None, "the outbox lives in the service's database"
+            assert self.engine is not None
+            table = spec.metadata.tables["astra_outbox"]
+            self.outbox = Outbox(table, producer=spec.name)
+            self.relay = OutboxRelay(
+                self.engine, table, self.redis, s.bus, registry=self.metrics_registry
+            )
+            await self.relay.start()
+            self._closers.append(self.relay.aclose)
+        if spec.on_start is not None:
+            await spec.on_start(self)
+        if spec.on_stop is not None:
+            self._closers.append(lambda: spec.on_stop(self))  # type: ignore[misc]
+        watched: list[tuple[str, str]] = [(et.stream_key, "") for et in spec.published]
+        for cspec in spec.consumers(self) if spec.consumers else ():
+            consumer = Consumer(
+                self.redis,
+                group=cspec.group,
+                consumer=s.instance_id,
+                handlers=cspec.handlers,
+                settings=s.bus,
+                producer=spec.name,
+                registry=self.metrics_registry,
+            )
+            await consumer.start()
+            self.consumers.append(consumer)
+            self._closers.append(consumer.aclose)
+            watched += [(stream, cspec.group) for stream in consumer.streams]
+        if watched:
+            self.monitor = StreamMonitor(
+                self.redis,
+                watched,
+                interval_ms=s.bus.metrics_sample_interval_ms,
+                registry=self.metrics_registry,
+            )
+            await self.monitor.start()
+            self._closers.append(self.monitor.aclose)
+        # Register last: the gateway only routes to us once everything above runs.
+        self.registrar = Registrar(
+            self.redis,
+            InstanceInfo(
+                service=spec.name,
+                instance_id=s.instance_id,
+                url=s.public_url,
+                version=s.version,
+                started_at=datetime.now(UTC),
+                metadata={**spec.metadata_tags},
+                status="ready",
+            ),
+            s.registry,
+            registry=self.metrics_registry,
+        )
+        await self.registrar.start()
+        self._closers.append(self.registrar.aclose)
+        log.info("service started", extra={"url": s.public_url, "consumers": len(self.consumers)})
+
+    async def _open_database(self, metadata: MetaData) -> None:
+        url = self.settings.database_url
+        if url.startswith("sqlite"):
+            Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_async_engine(url, pool_pre_ping=True)
+        self._closers.append(self.engine.dispose)
+        async with self.engine.begin() as conn:
+            if url.startswith("sqlite"):
+                await conn.execute(text("PRAGMA journal_mode=WAL"))
+            await conn.run_sync(metadata.create_all)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def aclose(self) -> None:
+        """Close in reverse order of opening: deregister first, the Redis client last."""
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                await asyncio.wait_for(closer(), timeout=15)
+            except Exception:
+                log.exception("error while stopping", extra={"part": repr(closer)})
+
+    async def checks(self) -> dict[str, str]:
+        """Readiness checks by name: "ok" or why not."""
+        results: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(self.redis.ping(), timeout=1.0)
+            results["redis"] = "ok"
+        except Exception as e:
+            results["redis"] = f"unreachable: {type(e).__name__}"
+        if self.engine is not None:
+            try:
+                async with self.engine.connect() as conn:
+                    await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=1.0)
+                results["database"] = "ok"
+            except Exception as e:
+                results["database"] = f"unreachable: {type(e).__name__}"
+        for consumer in self.consumers:
+            results[f"consumer:{consumer.group}"] = (
+                "ok" if consumer.running else f"stopped: {consumer.last_error}"
+            )
+        return results
+
+
+def new_outbox_table(metadata: MetaData) -> None:
+    """Add the outbox table to a service's metadata (call once at import)."""
+    outbox_table(metadata)

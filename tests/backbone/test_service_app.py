@@ -1,0 +1,188 @@
+"""The service app factory against a real uvicorn, a real redis-server and SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from fastapi import APIRouter
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, Field
+from sqlalchemy import Column, Integer, MetaData, Table
+
+from backbone.bus.consumer import Event, HandlerContext
+from backbone.config import BusSettings, RegistrySettings
+from backbone.outbox import outbox_table
+from backbone.registry import Discovery
+from backbone.service import ConsumerSpec, ProblemError, Runtime, ServiceSettings, ServiceSpec
+from backbone.service.app import create_service_app
+from stack.redis_server import RedisServer
+from tests.support.asgi_server import serve_app
+from tests.support.events import Ping, Pinged
+from tests.support.poll import poll_until
+
+pytestmark = pytest.mark.integration
+
+metadata = MetaData()
+things = Table("things", metadata, Column("id", Integer, primary_key=True))
+outbox_table(metadata)
+router = APIRouter()
+
+
+class ThingIn(BaseModel):
+    n: int = Field(ge=0, le=10)
+
+
+@router.get("/items/{item_id}")
+async def get_item(item_id: int) -> dict[str, int]:
+    if item_id == 13:
+        raise ProblemError(409, "Unlucky", "13 is taken")
+    if item_id == 500:
+        raise RuntimeError("secret internals")
+    return {"item_id": item_id}
+
+
+@router.post("/items")
+async def post_item(body: ThingIn) -> dict[str, int]:
+    return {"n": body.n}
+
+
+def make_spec(handled: list[int]) -> ServiceSpec:
+    async def on_ping(event: Event[Ping], ctx: HandlerContext) -> None:
+        handled.append(event.data.n)
+
+    def consumers(runtime: Runtime) -> list[ConsumerSpec]:
+        return [ConsumerSpec("demo_group", {Pinged: on_ping})]
+
+    return ServiceSpec(
+        name="demo", routers=[router], metadata=metadata, outbox=True, consumers=consumers
+    )
+
+
+def settings_for(redis_url: str, tmp_path: Path, port: int) -> ServiceSettings:
+    return ServiceSettings(
+        service="demo",
+        instance_id="demo-1",
+        port=port,
+        redis_url=redis_url,
+        run_dir=tmp_path,
+        bus=BusSettings(block_ms=50),
+        registry=RegistrySettings(heartbeat_seconds=0.2, ttl_seconds=0.6, poll_seconds=0.1),
+    )
+
+
+async def test_service_lifecycle_health_metrics_and_problems(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from stack.netutil import free_port
+
+    port = free_port()
+    settings = settings_for(redis_server.url, tmp_path, port)
+    registry = CollectorRegistry()
+    handled: list[int] = []
+    app = create_service_app(make_spec(handled), settings, registry=registry)
+    watcher = aioredis.Redis.from_url(redis_server.url)
+    discovery = Discovery(watcher, settings.registry, services=["demo"], registry=CollectorRegistry())
+    await discovery.start()
+    try:
+        async with serve_app(app, port) as base, httpx.AsyncClient(base_url=base) as http:
+            await poll_until(
+                lambda: _async(len(discovery.instances("demo")) == 1), "registered", timeout=5
+            )
+            assert discovery.instances("demo")[0].url == f"http://127.0.0.1:{port}"
+
+            live = await http.get("/health/live")
+            assert live.json()["status"] == "ok"
+            ready = await http.get("/health/ready")
+            assert ready.status_code == 200
+            assert ready.json()["checks"] == {
+                "redis": "ok",
+                "database": "ok",
+                "consumer:demo_group": "ok",
+            }
+
+            ok = await http.get("/items/7", headers={"X-Correlation-ID": "abc-123"})
+            assert ok.json() == {"item_id": 7}
+            assert ok.headers["x-correlation-id"] == "abc-123"
+            bad_cid = await http.get("/items/7", headers={"X-Correlation-ID": "a b\tc"})
+            assert bad_cid.headers["x-correlation-id"] not in ("a b\tc", "")
+
+            conflict = await http.get("/items/13")
+            assert conflict.status_code == 409
+            assert conflict.headers["content-type"] == "application/problem+json"
+            assert conflict.json()["detail"] == "13 is taken"
+            assert conflict.json()["correlation_id"] == conflict.headers["x-correlation-id"]
+
+            crash = await http.get("/items/500")
+            assert crash.status_code == 500
+            assert crash.headers["content-type"] == "application/problem+json"
+            assert "secret internals" not in crash.text
+            assert "Traceback" not in crash.text
+
+            invalid = await http.post("/items", content=b"{not json")
+            assert invalid.status_code == 422
+            assert invalid.headers["content-type"] == "application/problem+json"
+            too_big = await http.post("/items", json={"n": 11})
+            assert too_big.status_code == 422
+            assert too_big.json()["errors"][0]["loc"] == ["body", "n"]
+            missing = await http.get("/nope")
+            assert missing.status_code == 404
+            assert missing.headers["content-type"] == "application/problem+json"
+
+            # The consumer group runs inside the service.
+            await watcher.xadd(
+                Pinged.stream_key,
+                {"envelope": _envelope(5)},
+            )
+            await poll_until(lambda: _async(handled == [5]), "consumer handled the event", 5)
+
+            metrics = (await http.get("/metrics")).text
+            assert 'route="/items/{item_id}"' in metrics
+            assert 'route="/items/7"' not in metrics  # never raw paths as label values
+            assert 'route="<unmatched>",status="404"' in metrics
+            assert "astra_bus_consumed_events_total" in metrics
+            openmetrics = await http.get(
+                "/metrics", headers={"Accept": "application/openmetrics-text"}
+            )
+            assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+
+            redis_server.kill()
+            not_ready = await http.get("/health/ready")
+            assert not_ready.status_code == 503
+            assert not_ready.headers["content-type"] == "application/problem+json"
+            assert "redis: unreachable" in not_ready.json()["detail"]
+    finally:
+        await discovery.aclose()
+        await watcher.aclose()
+
+
+async def test_instance_deregisters_on_shutdown(redis_server: RedisServer, tmp_path: Path) -> None:
+    from stack.netutil import free_port
+
+    port = free_port()
+    settings = settings_for(redis_server.url, tmp_path, port)
+    app = create_service_app(make_spec([]), settings, registry=CollectorRegistry())
+    redis = aioredis.Redis.from_url(redis_server.url)
+    discovery = Discovery(redis, settings.registry, services=["demo"], registry=CollectorRegistry())
+    await discovery.start()
+    try:
+        async with serve_app(app, port):
+            await poll_until(lambda: _async(bool(discovery.instances("demo"))), "registered", 5)
+        await discovery.refresh()
+        assert discovery.instances("demo") == ()  # gone at once, not after a TTL
+    finally:
+        await discovery.aclose()
+        await redis.aclose()
+
+
+def _envelope(n: int) -> bytes:
+    from backbone.bus.envelope import encode
+
+    return encode(Pinged, Ping(n=n), producer="t", correlation_id="c")[1]
+
+
+async def _async(value: Any) -> Any:
+    return value
