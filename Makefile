@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy backbone stack chaos gateway services bench
+	$(BIN)/mypy backbone contracts stack chaos gateway services bench
 
 pytest: $(STAMP) system
 	$(BIN)/pytest
