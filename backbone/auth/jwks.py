@@ -56,7 +56,10 @@ class JwksCache:
         return self._keys.get(kid)
 
     async def _refresh(self) -> None:
-        url = await self._resolve_url()
+        try:
+            url = await self._resolve_url()
+        except AstraError as e:
+            raise JwksFetchError(f"no JWKS location: {e}") from e
         try:
             timeout = aiohttp.ClientTimeout(total=self._timeout)
             async with (

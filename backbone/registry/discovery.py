@@ -158,7 +158,8 @@ class Discovery:
         """Call `callback(all_instances())` after each refresh that changes the view.
 
         Runs in the watcher task (awaited if it returns an awaitable): keep it quick.
-        Its errors are logged and never stop the watcher.
+        Its errors are logged and never stop the watcher. Only refreshes notify: an
+        expiry between two refreshes is applied by `instances()` on its own.
         """
         self._listeners.append(callback)
 

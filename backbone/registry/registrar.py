@@ -14,7 +14,8 @@ only members whose expiry is already past, so no instance ever deletes another
 live one; deregistration deletes only its own record and index member.
 
 Because each beat rewrites the whole record (not just its TTL), a Redis that
-restarted empty has the instance back at the next beat.
+restarted empty has the instance back at the next beat. Needs Redis >= 6.2
+(`ZADD ... GT`).
 """
 
 from __future__ import annotations
@@ -198,8 +199,7 @@ class Registrar:
                 self.failures += 1
                 self._metrics.heartbeat_failures.labels(self._info.service).inc()
                 log.warning(
-                    "registry: heartbeat %d of %s/%s failed (%d in a row), retrying in %.1fs: %r",
-                    self.beats + self.failures,
+                    "registry: heartbeat of %s/%s failed (%d in a row), retrying in %.1fs: %r",
                     self._info.service,
                     self._info.instance_id,
                     self.failures,

@@ -21,12 +21,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from backbone.auth import JwksCache, JwtVerifier
 from backbone.bus.consumer import Consumer, Handler
 from backbone.bus.monitor import StreamMonitor
 from backbone.bus.publisher import Publisher
 from backbone.bus.streams import EventType
+from backbone.errors import RegistryError
 from backbone.outbox import Outbox, OutboxRelay, outbox_table
-from backbone.registry import InstanceInfo, Registrar
+from backbone.registry import Discovery, InstanceInfo, Registrar
 from backbone.service.config import ServiceSettings
 
 log = logging.getLogger("backbone.service")
@@ -75,6 +77,10 @@ class Runtime:
         self.monitor: StreamMonitor | None = None
         self.registrar: Registrar | None = None
         self.state: dict[str, Any] = {}
+        self._discovery: Discovery | None = None
+        self.verifier = JwtVerifier(
+            JwksCache(self._jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
         self._closers: list[Callable[[], Awaitable[Any]]] = []
 
     async def start(self) -> None:
@@ -139,6 +145,23 @@ class Runtime:
         await self.registrar.start()
         self._closers.append(self.registrar.aclose)
         log.info("service started", extra={"url": s.public_url, "consumers": len(self.consumers)})
+
+    async def _jwks_url(self) -> str:
+        """The configured JWKS URL, else the one of a ready users instance (registry)."""
+        if self.settings.jwks_url:
+            return self.settings.jwks_url
+        if self._discovery is None:
+            self._discovery = Discovery(
+                self.redis, self.settings.registry, services=["users"], registry=CollectorRegistry()
+            )
+            await self._discovery.start()
+            self._closers.insert(1, self._discovery.aclose)  # closed just before Redis
+        else:
+            await self._discovery.refresh()
+        instances = self._discovery.instances("users")
+        if not instances:
+            raise RegistryError("no ready users instance to fetch the JWKS from")
+        return instances[0].url.rstrip("/") + "/.well-known/jwks.json"
 
     async def _open_database(self, metadata: MetaData) -> None:
         url = self.settings.database_url
