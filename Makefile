@@ -34,7 +34,7 @@ pytest: $(STAMP) system
 	$(BIN)/pytest
 
 docs: $(STAMP)
-	$(BIN)/python -m backbone.bus.catalog docs
+	$(BIN)/astra docs
 
 bench-bus: $(STAMP) system
 	$(BIN)/python -m bench.bus

@@ -1,0 +1,49 @@
+"""What `astra up` starts, from `ASTRA_*` variables (one typed object)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Start order is dependency order: users signs tokens, trading produces the
+# events the others consume; the gateway comes last.
+SERVICES: dict[str, int] = {
+    "users": 8101,
+    "trading": 8102,
+    "gamification": 8103,
+    "nft": 8104,
+    "social": 8105,
+}
+GATEWAY_PORT = 8000
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASTRA_", extra="ignore")
+
+    run_dir: Path = Path("var")
+    redis_url: str = ""  # use this Redis instead of starting our own
+    redis_port: int = 6390
+    port_offset: int = Field(default=0, ge=0, le=50_000)  # shifts every port (parallel stacks)
+    gateway_replicas: int = Field(default=1, ge=0, le=8)
+    ready_timeout: float = 30.0
+    restart_backoff_max: float = 30.0
+
+    def instances(self, service: str) -> int:
+        """`ASTRA_INSTANCES_trading=2` runs two trading instances."""
+        raw = os.environ.get(f"ASTRA_INSTANCES_{service}") or os.environ.get(
+            f"ASTRA_INSTANCES_{service.upper()}", "1"
+        )
+        return max(0, min(int(raw), 8))
+
+    def service_port(self, service: str, index: int) -> int:
+        return SERVICES[service] + 10 * (index - 1) + self.port_offset
+
+    def gateway_port(self, index: int) -> int:
+        return GATEWAY_PORT + (index - 1) + self.port_offset
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port + self.port_offset}/0"
