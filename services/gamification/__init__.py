@@ -1,0 +1,1 @@
+"""Gamification: XP, levels, achievements and the leaderboard, fed by executed trades."""
