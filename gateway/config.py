@@ -1,0 +1,137 @@
+"""The gateway's one typed settings object, read from `ASTRA_*` variables.
+
+Host and port are the gateway's own (`ASTRA_GATEWAY_HOST`, `ASTRA_GATEWAY_PORT`,
+as the stack launcher sets them); everything shared with the services keeps the
+plain `ASTRA_` prefix (`ASTRA_REDIS_URL`, `ASTRA_RUN_DIR`, `ASTRA_REGISTRY__TOKEN`).
+Nested parts use `__`: `ASTRA_UPSTREAM__TOTAL_TIMEOUT=3`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backbone.config import BusSettings, RegistrySettings, TelemetrySettings
+
+SERVICES = ("users", "trading", "gamification", "nft", "social")
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class UpstreamSettings(_Part):
+    connect_timeout: float = Field(default=0.5, gt=0)  # seconds
+    total_timeout: float = Field(default=10.0, gt=0)  # seconds, unless `timeouts` says
+    timeouts: dict[str, float] = Field(default_factory=dict)  # total, by service
+    pool_limit: int = Field(default=1000, ge=1)  # keep-alive connections, all upstreams
+    pool_limit_per_host: int = Field(default=200, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=0)  # request bodies; 413 above
+    # Passive outlier ejection: this many consecutive connection errors/5xx eject an
+    # instance for `ejection_seconds`, doubling per repeat up to `max_ejection_seconds`.
+    eject_after_failures: int = Field(default=3, ge=1)
+    ejection_seconds: float = Field(default=5.0, gt=0)
+    max_ejection_seconds: float = Field(default=60.0, gt=0)
+    # Retries: at most one, on another instance, within ratio x requests + floor per window.
+    retry_budget_ratio: float = Field(default=0.1, ge=0, le=1)
+    retry_budget_floor: int = Field(default=10, ge=0)
+    retry_budget_window_seconds: float = Field(default=10.0, gt=0)
+
+    def total_timeout_for(self, service: str) -> float:
+        return self.timeouts.get(service, self.total_timeout)
+
+
+class BreakerSettings(_Part):
+    failure_rate: float = Field(default=0.5, gt=0, le=1)  # opens at or above this rate
+    window_seconds: float = Field(default=10.0, gt=0)
+    min_requests: int = Field(default=20, ge=1)  # in the window before it may open
+    cooldown_seconds: float = Field(default=5.0, gt=0)  # open -> half-open
+    half_open_probes: int = Field(default=3, ge=1)  # concurrent probes; as many successes close
+
+
+class FallbackSettings(_Part):
+    stale_seconds: float = Field(default=60.0, ge=0)  # oldest answer served on error
+    max_entries: int = Field(default=2048, ge=0)
+    max_body_bytes: int = Field(default=256 * 1024, ge=0)
+
+
+class RateLimitRule(_Part):
+    rate: float = Field(gt=0)  # sustained requests per second
+    burst: int = Field(ge=1)  # requests allowed at once
+
+
+class RateLimitSettings(_Part):
+    default: RateLimitRule = RateLimitRule(rate=50, burst=100)
+    auth: RateLimitRule = RateLimitRule(rate=0.2, burst=5)  # login/register, per client IP
+    orders: RateLimitRule = RateLimitRule(rate=10, burst=20)  # order submission
+    redis_timeout: float = Field(default=0.25, gt=0)  # seconds, then the in-memory limit
+    redis_retry_seconds: float = Field(default=1.0, gt=0)  # skip Redis this long after a failure
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the gateway process needs; tests build it directly.
+
+    settings = GatewaySettings(port=0, redis_url=url, registry=RegistrySettings(...))
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASTRA_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    host: str = Field(default="127.0.0.1", validation_alias="ASTRA_GATEWAY_HOST")
+    port: int = Field(default=8000, ge=0, le=65535, validation_alias="ASTRA_GATEWAY_PORT")
+    public_url: str = Field(default="", validation_alias="ASTRA_GATEWAY_PUBLIC_URL")
+    instance_id: str = ""
+    version: str = "0.1.0"
+    env: Literal["dev", "test", "prod"] = "dev"
+    redis_url: str = "redis://127.0.0.1:6390/0"
+    run_dir: Path = Path("var")
+    services: tuple[str, ...] = SERVICES
+    jwks_url: str = ""  # default: `<users instance url>/.well-known/jwks.json` (registry)
+    jwt_issuer: str = "astratrade-users"
+    jwt_audience: str = "astratrade"
+    # "METHOD /path": the path and anything below it. Health and metrics are always public.
+    public_routes: tuple[str, ...] = (
+        "POST /api/v1/users/register",
+        "POST /api/v1/users/login",
+        "GET /api/v1/trading/markets",
+        "GET /api/v1/gamification/leaderboard",
+        "GET /api/v1/social/feed",
+    )
+    cors_origins: tuple[str, ...] = ("http://localhost:3000",)
+    cors_allow_credentials: bool = True
+    upstream: UpstreamSettings = UpstreamSettings()
+    breaker: BreakerSettings = BreakerSettings()
+    fallback: FallbackSettings = FallbackSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    bus: BusSettings = BusSettings()
+    registry: RegistrySettings = RegistrySettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+
+    @model_validator(mode="after")
+    def _defaults_and_secrets(self) -> GatewaySettings:
+        if not self.instance_id:
+            object.__setattr__(self, "instance_id", f"gateway-{socket.gethostname()}-{os.getpid()}")
+        if not self.public_url:
+            object.__setattr__(self, "public_url", f"http://{self.host}:{self.port}")
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError("cors_origins may not contain '*' when credentials are allowed")
+        if self.env == "prod" and self.registry.token.startswith("dev-"):
+            raise ValueError("ASTRA_REGISTRY__TOKEN must be set to a real secret outside dev")
+        return self
+
+
+@cache
+def get_settings() -> GatewaySettings:
+    """The process's settings (tests build their own and pass them to `create_app`)."""
+    return GatewaySettings()

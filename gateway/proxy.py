@@ -1,0 +1,161 @@
+"""The proxy path, as pure ASGI: `/api/v1/{service}/{rest}` -> `{instance url}/{rest}`.
+
+    request ─> route ─> body cap ─> Upstreams.forward ─> answer
+                 │404       │413          │ no instance / unreachable / timeout
+                 └──────────┴─────────────┴──> problem+json (503 / 502 / 504)
+
+Everything here reads memory only (the Discovery cache); no Redis on the hot path.
+Anything outside `/api/v1/` goes on to the wrapped app (health, metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from backbone.service.problems import problem_response
+from gateway.upstream import Answer, Failure, Outbound, outbound_headers
+
+if TYPE_CHECKING:
+    from gateway.runtime import Gateway
+
+log = logging.getLogger("gateway.proxy")
+
+PREFIX = "/api/v1/"
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLabel:
+    """Stands in `scope["route"]` so access logs and RED metrics name a bounded template."""
+
+    path: str
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class ProxyMiddleware:
+    """Answers `/api/v1/...` itself; everything else goes to `app`."""
+
+    def __init__(self, app: ASGIApp, *, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+        self._services = frozenset(gateway.settings.services)
+        self._labels = {s: RouteLabel(f"{PREFIX}{s}/{{path}}") for s in self._services}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._proxy(scope, receive, send)
+        except Exception:
+            log.exception("proxy error", extra={"path": scope["path"]})
+            await problem_response(500, detail="An unexpected error occurred.")(
+                scope, receive, send
+            )
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gateway
+        path: str = scope["path"]
+        service = path[len(PREFIX) :].split("/", 1)[0]
+        if service not in self._services:
+            await problem_response(
+                404, detail=f"No service {service!r} behind this gateway.", instance=path
+            )(scope, receive, send)
+            return
+        scope["route"] = self._labels[service]
+        method: str = scope["method"]
+        try:
+            body = await _read_body(scope, receive, gw.settings.upstream.max_body_bytes)
+        except _TooLarge:
+            await problem_response(
+                413,
+                "Request body too large",
+                f"Bodies are limited to {gw.settings.upstream.max_body_bytes} bytes.",
+                instance=path,
+            )(scope, receive, send)
+            return
+        raw_path: bytes = scope.get("raw_path") or path.encode()
+        tail = raw_path[len(PREFIX) + len(service) :].decode("latin-1") or "/"
+        query: bytes = scope.get("query_string", b"")
+        if query:
+            tail += "?" + query.decode("latin-1")
+        headers = scope["headers"]
+        client = scope.get("client")
+        outbound = Outbound(
+            method=method,
+            target=tail,
+            headers=outbound_headers(
+                headers, client_ip=client[0] if client else "", scheme=scope.get("scheme", "http")
+            ),
+            body=body,
+            retryable=method in _IDEMPOTENT or any(n == b"idempotency-key" for n, _ in headers),
+        )
+        result = await gw.upstreams.forward(service, outbound)
+        if isinstance(result, Answer):
+            await _send_answer(send, result.status, result.headers, result.body)
+            return
+        await self._unavailable(scope, receive, send, service, result)
+
+    async def _unavailable(
+        self, scope: Scope, receive: Receive, send: Send, service: str, failure: Failure
+    ) -> None:
+        retry_after = max(1, math.ceil(self.gateway.settings.registry.poll_seconds))
+        if failure.kind == "timeout":
+            status, title = 504, "Upstream timeout"
+        elif failure.kind == "connect_error":
+            status, title = 502, "Upstream unreachable"
+        else:
+            status, title = 503, "Service unavailable"
+        await problem_response(
+            status,
+            title,
+            failure.detail,
+            instance=scope["path"],
+            headers={"Retry-After": str(retry_after)},
+            service=service,
+        )(scope, receive, send)
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                if int(value) > limit:
+                    raise _TooLarge
+            except ValueError:
+                pass
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _send_answer(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

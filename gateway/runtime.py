@@ -1,0 +1,95 @@
+"""The parts a running gateway owns, opened in order and closed in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from backbone.registry import Discovery, InstanceInfo, Registrar
+from gateway.config import GatewaySettings
+from gateway.metrics import GatewayMetrics, gateway_metrics
+from gateway.upstream import Upstreams
+
+log = logging.getLogger("gateway")
+
+
+class Gateway:
+    """Built by `create_app` (no I/O), started and closed by its lifespan.
+
+    gateway = Gateway(settings, registry)
+    await gateway.start()    # Redis client, discovery, upstream pool, registration
+    await gateway.aclose()   # the reverse
+    """
+
+    def __init__(self, settings: GatewaySettings, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.metrics_registry = registry
+        self.metrics: GatewayMetrics = gateway_metrics(registry)
+        # Short timeouts: the edge must notice a Redis outage, not wait on it.
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=0.5, socket_timeout=1.0
+        )
+        self.discovery = Discovery(
+            self.redis, settings.registry, services=settings.services, registry=registry
+        )
+        self.upstreams = Upstreams(self.discovery, settings.upstream, self.metrics)
+        self.registrar = Registrar(
+            self.redis,
+            InstanceInfo(
+                service="gateway",
+                instance_id=settings.instance_id,
+                url=settings.public_url,
+                version=settings.version,
+                status="ready",
+            ),
+            settings.registry,
+            registry=registry,
+        )
+        self._closers: list[Callable[[], Awaitable[Any]]] = []
+
+    def __repr__(self) -> str:
+        return f"<Gateway {self.settings.instance_id} {self.discovery!r}>"
+
+    async def start(self) -> None:
+        self._closers.append(self.redis.aclose)
+        await self.discovery.start()
+        self._closers.append(self.discovery.aclose)
+        await self.upstreams.start()
+        self._closers.append(self.upstreams.aclose)
+        # Register last, so Prometheus (and operators) find only a working gateway.
+        await self.registrar.start()
+        self._closers.append(self.registrar.aclose)
+        log.info("gateway started", extra={"url": self.settings.public_url})
+
+    async def aclose(self) -> None:
+        """Close in reverse order of opening. Idempotent."""
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                await asyncio.wait_for(closer(), timeout=15)
+            except Exception:
+                log.exception("error while stopping", extra={"part": repr(closer)})
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when Redis answers and every service has a ready instance."""
+        try:
+            await asyncio.wait_for(self.redis.ping(), timeout=1.0)
+            redis_state = "ok"
+        except Exception as e:
+            redis_state = f"unreachable: {type(e).__name__}"
+        services: dict[str, Any] = {}
+        for service in self.settings.services:
+            balancer = self.upstreams.balancer(service)
+            services[service] = {
+                "instances": [
+                    {"id": i.instance_id, "url": i.url, **balancer.snapshot(i.instance_id)}
+                    for i in self.discovery.instances(service)
+                ],
+            }
+        ready = redis_state == "ok" and all(s["instances"] for s in services.values())
+        return ready, {"redis": redis_state, "services": services}

@@ -1,0 +1,274 @@
+"""Sending one request to a service: instance choice, at most one retry, header hygiene.
+
+    Outbound ──> Balancer.pick ──> aiohttp (pooled keep-alive) ──> Answer | Failure
+                     ^                        │ connection error / 502-504, idempotent,
+                     └── another instance <───┘ budget allows: one retry
+
+Bodies are read whole: the services answer small JSON, and a complete answer is
+what the retry, the breaker verdict and the stale cache need.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from backbone.registry import Discovery
+from backbone.telemetry.correlation import get_correlation_id
+from backbone.telemetry.propagation import current_traceparent
+from gateway.balancer import Balancer
+from gateway.config import UpstreamSettings
+from gateway.metrics import GatewayMetrics
+from gateway.retry import RetryBudget
+
+log = logging.getLogger("gateway.upstream")
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Set by us from what we know, never passed on from the client.
+_REPLACED = frozenset(
+    {
+        "host",
+        "content-length",
+        "expect",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+        "x-correlation-id",
+        "traceparent",
+        "tracestate",
+    }
+)
+# Identity claims only a verified token may make: a client sending them is lying.
+_IDENTITY_EXACT = frozenset(
+    {"x-forwarded-user", "x-remote-user", "remote-user", "x-authenticated-user", "x-auth-user"}
+)
+_IDENTITY_PREFIXES = ("x-user", "x-auth-request-", "x-authenticated-", "x-forwarded-user")
+_RESPONSE_DROPPED = frozenset({"content-length", "server", "date", "x-correlation-id"})
+RETRIED_STATUSES = frozenset({502, 503, 504})
+
+FailureKind = Literal["no_instance", "connect_error", "timeout"]
+
+
+def is_identity_header(name: str) -> bool:
+    return name in _IDENTITY_EXACT or name.startswith(_IDENTITY_PREFIXES)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    kind: FailureKind
+    detail: str
+
+
+@dataclass(slots=True)
+class Outbound:
+    method: str
+    target: str  # encoded path and query below the service prefix, e.g. "/orders?x=1"
+    headers: CIMultiDict[str]
+    body: bytes
+    retryable: bool
+    attempts: list[str] = field(default_factory=list)  # instance ids tried
+
+
+def outbound_headers(
+    raw: Iterable[tuple[bytes, bytes]], *, client_ip: str, scheme: str
+) -> CIMultiDict[str]:
+    """The headers an upstream sees: hop-by-hop, forged identity and forwarding ones replaced."""
+    headers: list[tuple[str, str]] = []
+    dropped = set(HOP_BY_HOP)
+    host = ""
+    for name_b, value_b in raw:
+        name = name_b.decode("latin-1").lower()
+        if name == "connection":
+            dropped |= {t.strip().lower() for t in value_b.decode("latin-1").split(",")}
+        elif name == "host":
+            host = value_b.decode("latin-1")
+        headers.append((name, value_b.decode("latin-1")))
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers:
+        if name in dropped or name in _REPLACED or is_identity_header(name):
+            continue
+        out.add(name, value)
+    out["X-Forwarded-For"] = client_ip
+    out["X-Forwarded-Proto"] = scheme
+    if host:
+        out["X-Forwarded-Host"] = host
+    cid = get_correlation_id()
+    if cid:
+        out["X-Correlation-ID"] = cid
+    traceparent = current_traceparent()
+    if traceparent:
+        out["traceparent"] = traceparent
+    return out
+
+
+def _response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    dropped = set(HOP_BY_HOP) | _RESPONSE_DROPPED
+    out = []
+    for name, value in raw:
+        lower = name.lower()
+        if lower.decode("latin-1") not in dropped:
+            out.append((lower, value))
+    return out
+
+
+class Upstreams:
+    """The pooled client and the per-service balancers and retry budgets.
+
+    upstreams = Upstreams(discovery, settings.upstream, metrics)
+    await upstreams.start()
+    result = await upstreams.forward("trading", outbound)
+    await upstreams.aclose()
+    """
+
+    def __init__(
+        self, discovery: Discovery, settings: UpstreamSettings, metrics: GatewayMetrics
+    ) -> None:
+        self._discovery = discovery
+        self._settings = settings
+        self._metrics = metrics
+        self._session: aiohttp.ClientSession | None = None
+        self._balancers: dict[str, Balancer] = {}
+        self._budgets: dict[str, RetryBudget] = {}
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self._settings.pool_limit,
+            limit_per_host=self._settings.pool_limit_per_host,
+            keepalive_timeout=30,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # pass encodings through untouched
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            cookie_jar=aiohttp.DummyCookieJar(),  # never share one user's cookies with another
+        )
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def balancer(self, service: str) -> Balancer:
+        balancer = self._balancers.get(service)
+        if balancer is None:
+            balancer = self._balancers[service] = Balancer(
+                service, self._settings, on_eject=self._ejected
+            )
+        return balancer
+
+    def _budget(self, service: str) -> RetryBudget:
+        budget = self._budgets.get(service)
+        if budget is None:
+            budget = self._budgets[service] = RetryBudget(
+                ratio=self._settings.retry_budget_ratio,
+                floor=self._settings.retry_budget_floor,
+                window_seconds=self._settings.retry_budget_window_seconds,
+            )
+        return budget
+
+    def _ejected(self, service: str, instance_id: str, seconds: float) -> None:
+        self._metrics.ejections.labels(service).inc()
+        log.warning(
+            "ejected %s/%s for %.1fs after consecutive failures",
+            service,
+            instance_id,
+            seconds,
+            extra={"service": service, "instance": instance_id},
+        )
+
+    async def forward(self, service: str, request: Outbound) -> Answer | Failure:
+        instances = self._discovery.instances(service)
+        balancer = self.balancer(service)
+        budget = self._budget(service)
+        budget.record_request()
+        result: Answer | Failure = Failure("no_instance", f"no ready instance of {service}")
+        while True:
+            instance = balancer.pick(instances, exclude=request.attempts)
+            if instance is None:
+                return result
+            request.attempts.append(instance.instance_id)
+            result = await self._attempt(
+                service, balancer, instance.url, instance.instance_id, request
+            )
+            retriable = (isinstance(result, Failure) and result.kind == "connect_error") or (
+                isinstance(result, Answer) and result.status in RETRIED_STATUSES
+            )
+            if not (retriable and request.retryable and len(request.attempts) == 1):
+                return result
+            if not any(i.instance_id not in request.attempts for i in instances):
+                return result
+            if not budget.try_retry():
+                self._metrics.retries.labels(service, "budget_exhausted").inc()
+                return result
+            self._metrics.retries.labels(service, "retried").inc()
+
+    async def _attempt(
+        self, service: str, balancer: Balancer, base: str, instance_id: str, request: Outbound
+    ) -> Answer | Failure:
+        assert self._session is not None, "Upstreams.start() was not awaited"
+        timeout = aiohttp.ClientTimeout(
+            total=self._settings.total_timeout_for(service),
+            connect=self._settings.connect_timeout,
+        )
+        url = URL(base.rstrip("/") + request.target, encoded=True)
+        ok: bool | None = None
+        outcome = "cancelled"
+        balancer.started(instance_id)
+        started = time.perf_counter()
+        try:
+            async with self._session.request(
+                request.method,
+                url,
+                headers=request.headers,
+                data=request.body or None,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+            ok = response.status < 500
+            outcome = "ok" if ok else "http_5xx"
+            return Answer(
+                response.status, _response_headers(response.raw_headers), body, instance_id
+            )
+        except aiohttp.ConnectionTimeoutError as e:
+            ok, outcome = False, "connect_error"
+            return Failure("connect_error", f"connect timeout to {service}: {e!r}")
+        except TimeoutError:
+            ok, outcome = False, "timeout"
+            return Failure("timeout", f"{service} did not answer in time")
+        except aiohttp.ClientError as e:
+            ok, outcome = False, "connect_error"
+            return Failure("connect_error", f"{service} unreachable: {type(e).__name__}")
+        finally:
+            balancer.finished(instance_id, ok)
+            self._metrics.upstream_requests.labels(service, outcome).inc()
+            self._metrics.upstream_duration.labels(service).observe(time.perf_counter() - started)

@@ -1,0 +1,177 @@
+"""Gateway fixtures: real upstream HTTP apps registered in a real Redis, real gateways.
+
+upstream = await upstreams("users", "users-1")        # aiohttp.web app, registered ready
+async with gateway_at(redis_url) as base_url: ...      # create_app under uvicorn
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+import uvicorn
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from backbone.config import RegistrySettings
+from backbone.registry import InstanceInfo, Registrar
+from gateway.app import create_app
+from gateway.config import GatewaySettings
+from stack.netutil import free_port
+from tests.support.poll import poll_until
+
+
+@asynccontextmanager
+async def serve_edge(app: object, port: int) -> AsyncIterator[str]:
+    """`tests.support.serve_app`, but as `python -m gateway` runs uvicorn: the gateway is
+    the edge, so uvicorn must not take the client address from X-Forwarded-For."""
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan="on",
+        proxy_headers=False,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server exited during start-up")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=20)
+
+
+FAST_REGISTRY = RegistrySettings(heartbeat_seconds=0.2, ttl_seconds=0.6, poll_seconds=0.1)
+
+
+@dataclass
+class Upstream:
+    """A small real HTTP service; `mode` says how it answers (ok, fail, slow)."""
+
+    service: str
+    name: str
+    port: int
+    mode: str = "ok"
+    delay: float = 1.0
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    runner: web.AppRunner | None = None
+    registrar: Registrar | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.seen.append(
+            {"method": request.method, "path": request.path_qs, "headers": dict(request.headers)}
+        )
+        if self.mode == "fail":
+            return web.json_response({"error": "boom"}, status=500)
+        if self.mode == "slow":
+            await asyncio.sleep(self.delay)
+        payload = {"instance": self.name, "path": request.path_qs, "body": body.decode()}
+        return web.Response(text=json.dumps(payload), content_type="application/json")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def kill(self) -> None:
+        """Stop answering, but leave the registration beating (a hung or crashed host)."""
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            await runner.cleanup()
+
+
+UpstreamFactory = Callable[..., Awaitable[Upstream]]
+
+
+@pytest.fixture
+async def upstreams(redis_url: str) -> AsyncIterator[UpstreamFactory]:
+    redis = aioredis.Redis.from_url(redis_url)
+    made: list[Upstream] = []
+
+    async def make(service: str, name: str, **kwargs: Any) -> Upstream:
+        upstream = Upstream(service, name, free_port(), **kwargs)
+        await upstream.start()
+        upstream.registrar = Registrar(
+            redis,
+            InstanceInfo(
+                service=service, instance_id=name, url=upstream.url, version="1", status="ready"
+            ),
+            FAST_REGISTRY,
+            registry=CollectorRegistry(),
+        )
+        await upstream.registrar.start()
+        made.append(upstream)
+        return upstream
+
+    yield make
+    for upstream in made:
+        if upstream.registrar is not None:
+            await upstream.registrar.aclose()
+        await upstream.kill()
+    await redis.aclose()
+
+
+GatewayAt = Callable[..., AbstractAsyncContextManager[str]]
+
+
+@pytest.fixture
+def gateway_at() -> GatewayAt:
+    @asynccontextmanager
+    async def run(redis_url: str, **overrides: Any) -> AsyncIterator[str]:
+        port = free_port()
+        values: dict[str, Any] = {
+            "port": port,
+            "redis_url": redis_url,
+            "registry": FAST_REGISTRY,
+            "services": ("users", "trading"),
+            "instance_id": f"gateway-{port}",
+        }
+        values.update(overrides)
+        app = create_app(GatewaySettings(**values), registry=CollectorRegistry())
+        async with serve_edge(app, port) as url:
+            yield url
+
+    return run
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def until_routed(http: aiohttp.ClientSession, url: str, count: int = 1) -> None:
+    """Wait until the gateway's discovery sees the upstream (a GET answers 200)."""
+
+    async def check() -> bool:
+        async with http.get(url) as response:
+            await response.read()
+            return response.status == 200
+
+    await poll_until(check, f"{url} routed", timeout=5)
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as exits:
+        yield exits
