@@ -6,4 +6,4 @@ Toxiproxy's documented HTTP API, so the same drill drives either server.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+__all__ = ["client", "faultproxy"]

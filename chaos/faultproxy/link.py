@@ -130,8 +130,10 @@ class Link:
         if stage is None:
             return
         if stage.active:
-            stage.toxic.cleanup(stage)
+            stage.toxic.cleanup(stage)  # may end the stream, and with it this link
         stage.cancel()
+        if stage not in self._stages:
+            return
         leftovers = stage.leftovers()
         index = self._stages.index(stage)
         del self._stages[index]
