@@ -1,0 +1,1 @@
+"""NFT rewards: one collectible minted per (user, achievement) unlocked in gamification."""
