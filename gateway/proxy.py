@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backbone.service.problems import problem_response
+from gateway.fallback import cacheable_answer, cacheable_request
 from gateway.upstream import Answer, Failure, Outbound, outbound_headers
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ log = logging.getLogger("gateway.proxy")
 
 PREFIX = "/api/v1/"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+STALE_IF_ERROR = frozenset({500, 502, 503, 504})  # RFC 5861
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +100,36 @@ class ProxyMiddleware:
             body=body,
             retryable=method in _IDEMPOTENT or any(n == b"idempotency-key" for n, _ in headers),
         )
-        result = await gw.upstreams.forward(service, outbound)
+        breaker = gw.breakers[service]
+        ticket = breaker.admit()
+        result: Answer | Failure
+        if ticket is None:
+            gw.metrics.breaker_rejections.labels(service).inc()
+            result = Failure("breaker_open", f"{service} is failing; calls are paused")
+        else:
+            verdict: bool | None = None
+            try:
+                result = await gw.upstreams.forward(service, outbound)
+                if isinstance(result, Answer):
+                    verdict = result.status < 500
+                elif result.kind != "no_instance":  # nobody to blame: no verdict
+                    verdict = False
+            finally:
+                breaker.record(ticket, verdict)
+        cache_key = f"{service} {tail}" if cacheable_request(method, headers) else None
         if isinstance(result, Answer):
+            if cache_key is not None and cacheable_answer(result.status, result.headers):
+                gw.stale.store(cache_key, result.headers, result.body)
+            if cache_key is None or result.status not in STALE_IF_ERROR:
+                await _send_answer(send, result.status, result.headers, result.body)
+                return
+        if cache_key is not None and (hit := gw.stale.lookup(cache_key)) is not None:
+            cached, age = hit
+            gw.metrics.fallbacks.labels(service, "stale_cache").inc()
+            extra = [(b"x-astra-fallback", b"stale-cache"), (b"age", str(int(age)).encode())]
+            await _send_answer(send, 200, [*cached.headers, *extra], cached.body)
+            return
+        if isinstance(result, Answer):  # the upstream's own 502-504, nothing better to say
             await _send_answer(send, result.status, result.headers, result.body)
             return
         await self._unavailable(scope, receive, send, service, result)
@@ -107,7 +137,10 @@ class ProxyMiddleware:
     async def _unavailable(
         self, scope: Scope, receive: Receive, send: Send, service: str, failure: Failure
     ) -> None:
+        self.gateway.metrics.fallbacks.labels(service, "unavailable").inc()
         retry_after = max(1, math.ceil(self.gateway.settings.registry.poll_seconds))
+        if failure.kind == "breaker_open":
+            retry_after = self.gateway.breakers[service].retry_after()
         if failure.kind == "timeout":
             status, title = 504, "Upstream timeout"
         elif failure.kind == "connect_error":

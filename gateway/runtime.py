@@ -11,8 +11,10 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from backbone.registry import Discovery, InstanceInfo, Registrar
+from gateway.breaker import CircuitBreaker, State
 from gateway.config import GatewaySettings
-from gateway.metrics import GatewayMetrics, gateway_metrics
+from gateway.fallback import StaleCache
+from gateway.metrics import BREAKER_STATES, GatewayMetrics, gateway_metrics
 from gateway.upstream import Upstreams
 
 log = logging.getLogger("gateway")
@@ -38,6 +40,13 @@ class Gateway:
             self.redis, settings.registry, services=settings.services, registry=registry
         )
         self.upstreams = Upstreams(self.discovery, settings.upstream, self.metrics)
+        self.breakers = {
+            service: CircuitBreaker(service, settings.breaker, on_transition=self._transition)
+            for service in settings.services
+        }
+        for service in settings.services:
+            self.metrics.breaker_state.labels(service).set(0)
+        self.stale = StaleCache(settings.fallback)
         self.registrar = Registrar(
             self.redis,
             InstanceInfo(
@@ -54,6 +63,10 @@ class Gateway:
 
     def __repr__(self) -> str:
         return f"<Gateway {self.settings.instance_id} {self.discovery!r}>"
+
+    def _transition(self, service: str, _before: State, to: State) -> None:
+        self.metrics.breaker_state.labels(service).set(BREAKER_STATES[to])
+        self.metrics.breaker_transitions.labels(service, to).inc()
 
     async def start(self) -> None:
         self._closers.append(self.redis.aclose)
@@ -86,6 +99,7 @@ class Gateway:
         for service in self.settings.services:
             balancer = self.upstreams.balancer(service)
             services[service] = {
+                "breaker": self.breakers[service].state,
                 "instances": [
                     {"id": i.instance_id, "url": i.url, **balancer.snapshot(i.instance_id)}
                     for i in self.discovery.instances(service)

@@ -67,7 +67,7 @@ _IDENTITY_PREFIXES = ("x-user", "x-auth-request-", "x-authenticated-", "x-forwar
 _RESPONSE_DROPPED = frozenset({"content-length", "server", "date", "x-correlation-id"})
 RETRIED_STATUSES = frozenset({502, 503, 504})
 
-FailureKind = Literal["no_instance", "connect_error", "timeout"]
+FailureKind = Literal["no_instance", "connect_error", "timeout", "breaker_open"]
 
 
 def is_identity_header(name: str) -> bool:
