@@ -1,0 +1,1 @@
+"""Social: a public activity feed built from trades, level-ups, achievements and mints."""
