@@ -120,6 +120,7 @@ class Consumer:
         settings: BusSettings,
         producer: str,
         start_id: str = "0",
+        commit_each: bool = False,
         tracer: trace.Tracer | None = None,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
@@ -132,6 +133,9 @@ class Consumer:
         self.settings = settings
         self._handlers = {et.stream_key: (et, h) for et, h in handlers.items()}
         self._start_id = start_id
+        # Batch commits are faster; per-event commits let a handler read the state
+        # that the previous event's effects wrote (read-modify-write handlers).
+        self._commit_each = commit_each
         self._tracer = tracer or trace.get_tracer("backbone.bus")
         self._metrics = bus_metrics(registry)
         self._commit = redis.register_script(COMMIT_SCRIPT)
@@ -324,11 +328,15 @@ class Consumer:
                 outcome = await self._handle(stream, handler, event)
                 if isinstance(outcome, Effects):
                     duplicates.add(event.event_id)
-                    commits.append((marker, event.entry_id, prior > 0, outcome))
+                    entry = (marker, event.entry_id, prior > 0, outcome)
+                    if self._commit_each:
+                        await self._commit_batch(stream, fkey, [entry])
+                    else:
+                        commits.append(entry)
                 else:
                     failed.append((event, outcome))
             if commits:
-                await self._commit_batch(stream, fkey, commits, duplicates)
+                await self._commit_batch(stream, fkey, commits)
             for event, error in failed:
                 await self._record_failure(stream, fkey, event, error)
         finally:
@@ -411,7 +419,6 @@ class Consumer:
         stream: str,
         fkey: str,
         commits: list[tuple[str, str, bool, Effects | None]],
-        duplicates: set[str],
     ) -> None:
         args = commit_args(stream, self.group, self.settings.processed_ttl_seconds, fkey, commits)
         applied = await self._commit(keys=[], args=args)

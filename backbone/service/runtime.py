@@ -38,6 +38,9 @@ log = logging.getLogger("backbone.service")
 class ConsumerSpec:
     group: str
     handlers: Mapping[EventType[Any], Handler]
+    # True when a handler reads state that earlier events' effects write: each
+    # event is then committed before the next one is handled.
+    commit_each: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class Runtime:
                 handlers=cspec.handlers,
                 settings=s.bus,
                 producer=spec.name,
+                commit_each=cspec.commit_each,
                 registry=self.metrics_registry,
             )
             await consumer.start()

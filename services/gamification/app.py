@@ -16,7 +16,8 @@ from services.gamification.store import GamificationStore
 
 def _consumers(runtime: Runtime) -> list[ConsumerSpec]:
     awarder = XpAwarder(GamificationStore(runtime.redis))
-    return [ConsumerSpec(GROUP, {TradeExecuted: awarder.on_trade})]
+    # commit_each: the handler reads the XP the previous trade of the batch added.
+    return [ConsumerSpec(GROUP, {TradeExecuted: awarder.on_trade}, commit_each=True)]
 
 
 SPEC = ServiceSpec(

@@ -1,6 +1,6 @@
 """The `gamification_xp_processors` group: one executed trade -> XP, levels, achievements.
 
-    trade_executed ─▶ read state (+ this process's uncommitted writes) ─▶ rules.award_for_trade
+    trade_executed ─▶ read the user's state ─▶ rules.award_for_trade
         ─▶ effects: HINCRBY xp, ZINCRBY leaderboard, HSETNX achievements
         ─▶ publish: xp_gained, level_up (when the level rose), achievement_unlocked (each new one)
     all applied with the ack in one script, or not at all
@@ -17,15 +17,15 @@ What can go wrong is only in the published events: an `xp_gained.total_xp` or a
 `level_up` computed from a stale total, and `first_profitable_sell` / `level_5`
 published twice. Consumers downstream tolerate that: nft mints once per (user,
 achievement) by a UNIQUE constraint. A single instance (the default) has no such
-race: one read loop handles the stream in order and `UncommittedWrites` covers
-what the current batch queued but has not committed yet.
+race: one read loop handles the stream in order, and the group commits each
+event before handling the next (`ConsumerSpec.commit_each`), so every read sees
+the previous trade's effects.
 """
 
 from __future__ import annotations
 
 import logging
 
-from backbone import keys
 from backbone.bus.consumer import Event, HandlerContext
 from contracts.gamification import (
     AchievementUnlocked,
@@ -36,7 +36,6 @@ from contracts.gamification import (
     XpGainedData,
 )
 from contracts.trading import TradeExecutedData
-from services.gamification.pending import Uncommitted, UncommittedWrites
 from services.gamification.rules import Standing, award_for_trade
 from services.gamification.store import GamificationStore
 
@@ -46,26 +45,20 @@ log = logging.getLogger("services.gamification")
 
 
 class XpAwarder:
-    """Handles `trade_executed` for the group; one per process (it remembers uncommitted writes).
+    """Handles `trade_executed` for the group.
 
     awarder = XpAwarder(GamificationStore(runtime.redis))
-    ConsumerSpec(GROUP, {TradeExecuted: awarder.on_trade})
+    ConsumerSpec(GROUP, {TradeExecuted: awarder.on_trade}, commit_each=True)
     """
 
-    def __init__(self, store: GamificationStore, writes: UncommittedWrites | None = None) -> None:
+    def __init__(self, store: GamificationStore) -> None:
         self._store = store
-        self._writes = writes or UncommittedWrites()
 
     async def on_trade(self, event: Event[TradeExecutedData], ctx: HandlerContext) -> None:
         trade = event.data
         user_id = trade.user_id
-        queued = self._writes.pending(user_id, event.event_id)
-        state, committed = await self._store.snapshot(user_id, [q.marker for q in queued])
-        live = self._writes.settle(user_id, queued, committed)
-        standing = Standing(
-            xp=state.xp + sum(q.xp for q in live),
-            achievements=frozenset(state.achievements).union(*(q.achievements for q in live)),
-        )
+        state = await self._store.profile(user_id)
+        standing = Standing(xp=state.xp, achievements=frozenset(state.achievements))
         award = award_for_trade(standing, trade)
         unlocked = {a.code: award.unlocked_at for a in award.unlocked}
 
@@ -102,16 +95,6 @@ class XpAwarder:
                     unlocked_at=award.unlocked_at,
                 ),
             )
-        # Last, after everything that could raise: a failed handler queued nothing.
-        self._writes.add(
-            user_id,
-            Uncommitted(
-                event_id=event.event_id,
-                marker=keys.processed_marker(event.stream, GROUP, event.event_id),
-                xp=award.amount,
-                achievements=frozenset(unlocked),
-            ),
-        )
         if award.unlocked or award.levelled_up:
             log.info(
                 "progress",

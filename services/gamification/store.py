@@ -53,26 +53,20 @@ class GamificationStore:
     """Reads of the gamification state (handlers and routes) and the effects that change it.
 
     store = GamificationStore(runtime.redis)
-    profile, committed = await store.snapshot("user-1", markers)
+    profile = await store.profile("user-1")
     store.queue_award(ctx.effects, "user-1", "alice", 35, {"first_trade": executed_at})
     """
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
 
-    async def snapshot(self, user_id: str, markers: list[str]) -> tuple[Profile, list[bool]]:
-        """The user's state and which of `markers` exist, read in one MULTI/EXEC.
-
-        One atomic read, so an effect is either in the state or its marker is absent:
-        never both or neither (the consumer sets the marker in the effects' script).
-        """
+    async def profile(self, user_id: str) -> Profile:
+        """The user's XP and achievements, read together in one MULTI/EXEC."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.hmget(user_key(user_id), ["xp", "username"])
         pipe.hgetall(achievements_key(user_id))
-        for marker in markers:
-            pipe.exists(marker)
-        (xp, username), achievements, *exists = await pipe.execute()
-        profile = Profile(
+        (xp, username), achievements = await pipe.execute()
+        return Profile(
             user_id=user_id,
             username=_text(username) if username is not None else None,
             xp=int(xp or 0),
@@ -80,11 +74,6 @@ class GamificationStore:
                 _text(code): datetime.fromisoformat(_text(at)) for code, at in achievements.items()
             },
         )
-        return profile, [bool(e) for e in exists]
-
-    async def profile(self, user_id: str) -> Profile:
-        profile, _ = await self.snapshot(user_id, [])
-        return profile
 
     async def leaderboard(self, limit: int) -> list[Ranked]:
         """The top `limit` users by XP; ties in XP are ordered by user id (Redis order)."""

@@ -345,3 +345,25 @@ async def _publish_ok(client: aioredis.Redis, registry: CollectorRegistry) -> bo
 async def _async(value: bool) -> bool:
     await asyncio.sleep(0)
     return value
+
+
+@pytest.mark.parametrize(("commit_each", "expected"), [(True, [0, 1, 2, 3]), (False, [0, 0, 0, 0])])
+async def test_commit_each_lets_handlers_read_their_own_writes(
+    redis_client: aioredis.Redis, commit_each: bool, expected: list[int]
+) -> None:
+    registry = CollectorRegistry()
+    await publisher(redis_client, registry).publish_batch([(Pinged, Ping(n=i)) for i in range(4)])
+    seen: list[int] = []
+
+    async def handle(event: Event[Ping], ctx: HandlerContext) -> None:
+        seen.append(int(await redis_client.get("count") or 0))
+        ctx.effects.call("INCR", "count")
+
+    consumer = Consumer(
+        redis_client, group="g", consumer="c1", handlers={Pinged: handle}, settings=FAST,
+        producer="test", commit_each=commit_each, registry=registry,
+    )  # fmt: skip
+    await consumer.run(burst=True)
+    assert seen == expected
+    assert int(await redis_client.get("count")) == 4
+    assert await pending(redis_client) == 0

@@ -25,7 +25,6 @@ from contracts.trading import TradeExecuted, TradeExecutedData
 from services.gamification.app import create_app
 from services.gamification.config import Settings
 from services.gamification.handlers import GROUP
-from services.gamification.pending import Uncommitted, UncommittedWrites
 from services.gamification.rules import level_for, xp_for_level
 from stack.netutil import free_port
 from tests.support.asgi_server import serve_app
@@ -102,7 +101,7 @@ def bearer(issuer: TokenIssuer, user: str, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issuer.token(user, name)}"}
 
 
-# --- the rules and the uncommitted-writes buffer, without I/O -------------------
+# --- the rules, without I/O -------------------
 
 
 def test_level_table() -> None:
@@ -110,21 +109,6 @@ def test_level_table() -> None:
     for xp in range(0, 5000):
         level = level_for(xp)
         assert xp_for_level(level) <= xp < xp_for_level(level + 1)
-
-
-def test_uncommitted_writes_forget_on_redelivery_and_age() -> None:
-    now = [0.0]
-    writes = UncommittedWrites(max_age=10, clock=lambda: now[0])
-    for eid in ("e1", "e2", "e3"):
-        writes.add("u", Uncommitted(eid, f"m:{eid}", 10, frozenset()))
-    # e2 delivered again: its batch never committed, so e2 and what followed go.
-    assert [q.event_id for q in writes.pending("u", "e2")] == ["e1"]
-    queued = writes.pending("u", "e9")
-    assert writes.settle("u", queued, [True]) == []
-    assert len(writes) == 0
-    writes.add("v", Uncommitted("e4", "m:e4", 10, frozenset()))
-    now[0] = 11.0
-    assert writes.pending("v", "e5") == []
 
 
 # --- the service -----------------------------------------------------------------
