@@ -17,6 +17,7 @@ table by itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
@@ -113,7 +114,9 @@ class Discovery:
         self._rejected: set[tuple[str, RejectReason]] = set()
         self._gauge_services: set[str] = set()
         self._listeners: list[Listener] = []
+        self._carried: dict[str, dict[str, _Entry]] = {}  # see _carry_over
         self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._metrics.cache_stale.set(1)
@@ -180,19 +183,25 @@ class Discovery:
     async def aclose(self) -> None:
         """Stop refreshing; the last view stays readable. Idempotent."""
         self._closed = True
+        self._stop.set()
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()  # the watcher only reads: cancelling it mid-command is harmless
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+            # The watcher only reads, so interrupting a refresh is harmless. But on
+            # Python 3.11 redis-py can lose a cancellation (its send path uses
+            # `asyncio.wait_for`, which drops a cancel racing a completed write), so
+            # the watcher also stops on `_stop`, within one refresh timeout.
+            task.cancel()
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                log.error("registry: discovery watcher failed", exc_info=task.exception())
 
     async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.poll_seconds)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.poll_seconds):
+                    await self._stop.wait()
+            if self._stop.is_set():
+                return
             try:
                 await self.refresh()
             except RegistryError:
@@ -279,8 +288,7 @@ class Discovery:
         return view, rejected
 
     def _install(self, view: dict[str, _ServiceView]) -> bool:
-        if self._stale and self._last_success is not None:
-            view = self._carry_over(view)
+        view = self._carry_over(view, recovering=self._stale and self._last_success is not None)
         before = {s: tuple(e.info for e in v.entries) for s, v in self._view.items()}
         after = {s: tuple(e.info for e in v.entries) for s, v in view.items()}
         self._view = view
@@ -300,25 +308,36 @@ class Discovery:
         self._gauge_services = set(view)
         return before != after
 
-    def _carry_over(self, view: dict[str, _ServiceView]) -> dict[str, _ServiceView]:
+    def _carry_over(
+        self, view: dict[str, _ServiceView], *, recovering: bool
+    ) -> dict[str, _ServiceView]:
         """Keep, for one more TTL, the instances an outage made Redis forget.
 
         After an outage longer than a TTL, or a restart that lost the data, Redis
         lists nobody until each instance's next heartbeat lands; dropping them all
         in the meantime would turn a registry outage into an outage of every
-        service. A live instance re-registers within one TTL (two heartbeats), a
-        dead one is then dropped: the usual "gone within one TTL" bound.
+        service. So the first view read after an outage keeps the instances that
+        were live when the outage began until Redis lists them again or one TTL
+        (two heartbeats) passes: a dead one is then gone, the usual bound.
         """
-        deadline = time.monotonic() + self._settings.ttl_seconds
+        now = time.monotonic()
+        if recovering:
+            deadline = now + self._settings.ttl_seconds
+            for service, old in self._view.items():
+                for entry in old.entries:
+                    if entry.deadline >= self._frozen_at:  # live when the outage began
+                        carried = self._carried.setdefault(service, {})
+                        carried[entry.info.instance_id] = _Entry(entry.info, deadline)
         merged = dict(view)
-        for service, old in self._view.items():
+        for service, carried in list(self._carried.items()):
             new = view.get(service)
-            present = {e.info.instance_id for e in new.entries} if new else set()
-            missing = [
-                _Entry(e.info, deadline) for e in old.entries if e.info.instance_id not in present
-            ]
-            if missing:
-                merged[service] = _ServiceView.of([*(new.entries if new else ()), *missing])
+            listed = {e.info.instance_id for e in new.entries} if new else set()
+            keep = {i: e for i, e in carried.items() if i not in listed and e.deadline >= now}
+            if keep:
+                self._carried[service] = keep
+                merged[service] = _ServiceView.of([*(new.entries if new else ()), *keep.values()])
+            else:
+                del self._carried[service]
         return merged
 
     def _mark_stale(self, started: float, error: BaseException) -> None:
