@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backbone.service.problems import problem_response
+from gateway.auth import InvalidToken, bearer_token
 from gateway.fallback import cacheable_answer, cacheable_request
 from gateway.upstream import Answer, Failure, Outbound, outbound_headers
 
@@ -28,6 +29,7 @@ log = logging.getLogger("gateway.proxy")
 
 PREFIX = "/api/v1/"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+_CHALLENGE = 'Bearer realm="astratrade"'
 STALE_IF_ERROR = frozenset({500, 502, 503, 504})  # RFC 5861
 
 
@@ -74,6 +76,34 @@ class ProxyMiddleware:
             return
         scope["route"] = self._labels[service]
         method: str = scope["method"]
+        headers = scope["headers"]
+        authorization = next((v for n, v in headers if n == b"authorization"), None)
+        if authorization is not None:
+            token = bearer_token(authorization.decode("latin-1"))
+            try:
+                if token is None:
+                    raise InvalidToken("not a bearer token")
+                await gw.auth.verify(token)
+            except InvalidToken as e:
+                gw.metrics.auth_failures.labels("invalid").inc()
+                await problem_response(
+                    401,
+                    "Unauthorized",
+                    f"Invalid token: {e}",
+                    instance=path,
+                    headers={"WWW-Authenticate": _CHALLENGE + ', error="invalid_token"'},
+                )(scope, receive, send)
+                return
+        elif not gw.auth.is_public(method, path):
+            gw.metrics.auth_failures.labels("missing").inc()
+            await problem_response(
+                401,
+                "Unauthorized",
+                "A bearer token is required.",
+                instance=path,
+                headers={"WWW-Authenticate": _CHALLENGE},
+            )(scope, receive, send)
+            return
         try:
             body = await _read_body(scope, receive, gw.settings.upstream.max_body_bytes)
         except _TooLarge:
@@ -89,7 +119,6 @@ class ProxyMiddleware:
         query: bytes = scope.get("query_string", b"")
         if query:
             tail += "?" + query.decode("latin-1")
-        headers = scope["headers"]
         client = scope.get("client")
         outbound = Outbound(
             method=method,

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from backbone.registry import Discovery, InstanceInfo, Registrar
+from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker, State
 from gateway.config import GatewaySettings
 from gateway.fallback import StaleCache
@@ -47,6 +48,7 @@ class Gateway:
         for service in settings.services:
             self.metrics.breaker_state.labels(service).set(0)
         self.stale = StaleCache(settings.fallback)
+        self.auth = Authenticator(settings, self.discovery)
         self.registrar = Registrar(
             self.redis,
             InstanceInfo(

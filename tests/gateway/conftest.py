@@ -145,6 +145,8 @@ def gateway_at() -> GatewayAt:
             "registry": FAST_REGISTRY,
             "services": ("users", "trading"),
             "instance_id": f"gateway-{port}",
+            # Everything public unless a test says otherwise (tests/gateway/test_auth.py).
+            "public_routes": ("GET /api/v1", "HEAD /api/v1", "POST /api/v1"),
         }
         values.update(overrides)
         app = create_app(GatewaySettings(**values), registry=CollectorRegistry())
