@@ -15,7 +15,9 @@ per-round values. It reports:
 - `mb_per_s`: bulk throughput through one connection (GET of a large value, Redis to
   client), with `mb_per_s_set` for the other direction and the direct figures beside;
 - `proxy_cpu_us_per_request`: CPU time (user + system) of the proxy process per request,
-  which a busy machine disturbs much less than wall-clock rates.
+  which a busy machine disturbs much less than wall-clock rates; with the CPU time of
+  redis-server and redis-benchmark per request it gives `cpu_bound_rps_ratio`, the
+  throughput ratio of a machine whose cores do nothing but these three processes.
 
 It is a measurement, not a test: targets are printed beside the figures and never
 change them. The last line of the output is one JSON object.
@@ -30,6 +32,7 @@ import io
 import json
 import os
 import platform
+import resource
 import signal
 import socket
 import statistics
@@ -77,6 +80,12 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU time of finished children (the redis-benchmark runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- bulk throughput over one connection ---------------------------------------------------
@@ -135,10 +144,12 @@ def bulk_set(port: int, value: bytes, repeats: int) -> float:
 
 
 class Run:
-    def __init__(self, args: argparse.Namespace, redis_port: int, proxy_port: int, pid: int):
+    def __init__(
+        self, args: argparse.Namespace, redis: RedisServer, proxy_port: int, pid: int
+    ) -> None:
         self.args = args
-        self.ports = {"direct": redis_port, "proxy": proxy_port}
-        self.pid = pid
+        self.ports = {"direct": redis.port, "proxy": proxy_port}
+        self.pids = {"proxy": pid, "redis": _pid(redis)}
         self.values: dict[str, list[float]] = {}
 
     def add(self, key: str, value: float) -> None:
@@ -155,21 +166,28 @@ class Run:
         for r in range(self.args.rounds):
             got: dict[str, dict[str, float]] = {}
             for leg in self.legs(r):
-                cpu = cpu_seconds(self.pid)
+                before = self.cpu()
                 got[leg] = measure(self.ports[leg])
-                got[leg]["proxy_cpu_s"] = cpu_seconds(self.pid) - cpu
+                after = self.cpu()
+                for who in before:
+                    got[leg][f"{who}_cpu_s"] = after[who] - before[who]
             for leg, values in got.items():
                 for key, value in values.items():
                     self.add(f"{name}.{leg}.{key}", value)
             log(f"  {name} round {r + 1}: " + ", ".join(
                 f"{leg} " + " ".join(f"{k}={v:.3f}" for k, v in got[leg].items()
-                                     if k != "proxy_cpu_s")
+                                     if not k.endswith("_cpu_s"))
                 for leg in ("direct", "proxy")
             ))  # fmt: skip
             for key in got["direct"]:
-                if key != "proxy_cpu_s" and got["direct"][key]:
+                if not key.endswith("_cpu_s") and got["direct"][key]:
                     self.add(f"{name}.ratio.{key}", got["proxy"][key] / got["direct"][key])
                     self.add(f"{name}.added.{key}", got["proxy"][key] - got["direct"][key])
+
+    def cpu(self) -> dict[str, float]:
+        cpu = {who: cpu_seconds(pid) for who, pid in self.pids.items()}
+        cpu["benchmark"] = children_cpu_seconds()
+        return cpu
 
     def throughput(self, port: int) -> dict[str, float]:
         result = redis_benchmark(
@@ -193,6 +211,11 @@ class Run:
             "set_mb_s": bulk_set(port, value, repeats),
             "get_mb_s": bulk_get(port, size, repeats),
         }
+
+
+def _pid(redis: RedisServer) -> int:
+    assert redis.process is not None
+    return redis.process.pid
 
 
 def machine() -> str:
@@ -229,7 +252,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def summary(run: Run, args: argparse.Namespace) -> dict[str, Any]:
-    tput_requests = 2 * args.requests  # GET and SET
+    requests: int = 2 * args.requests  # GET and SET, in each throughput leg
+
+    def us(leg: str, who: str) -> float:
+        return 1e6 * run.median(f"throughput.{leg}.{who}_cpu_s") / requests
+
+    direct_cpu = us("direct", "redis") + us("direct", "benchmark")
+    proxy_cpu = us("proxy", "redis") + us("proxy", "benchmark") + us("proxy", "proxy")
     result: dict[str, Any] = {
         "rps_ratio_get": run.median("throughput.ratio.get_rps"),
         "rps_ratio_set": run.median("throughput.ratio.set_rps"),
@@ -243,9 +272,10 @@ def summary(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms_direct_c1": run.median("latency.direct.p50_ms"),
         "p50_ms_proxy_c1": run.median("latency.proxy.p50_ms"),
         "added_p50_ms_c50": run.median("throughput.added.get_p50_ms"),
-        "proxy_cpu_us_per_request": 1e6
-        * run.median("throughput.proxy.proxy_cpu_s")
-        / tput_requests,
+        "proxy_cpu_us_per_request": us("proxy", "proxy"),
+        "redis_cpu_us_per_request": us("direct", "redis"),
+        "benchmark_cpu_us_per_request": us("direct", "benchmark"),
+        "cpu_bound_rps_ratio": direct_cpu / proxy_cpu,
         "rounds": args.rounds,
         "requests": args.requests,
         "clients": args.clients,
@@ -267,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         process = start_faultproxy(api_port, args.loop)
         try:
             proxy_port = asyncio.run(create_proxy(f"http://127.0.0.1:{api_port}", redis.port))
-            run = Run(args, redis.port, proxy_port, process.pid)
+            run = Run(args, redis, proxy_port, process.pid)
             log(f"redis-server :{redis.port}, faultproxy :{proxy_port} (pid {process.pid}), "
                 f"{machine()}")  # fmt: skip
             for port in run.ports.values():  # warm up both paths (and the proxy's code)
