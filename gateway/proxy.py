@@ -15,8 +15,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backbone.auth import Claims
 from backbone.service.problems import problem_response
 from gateway.auth import InvalidToken, bearer_token
 from gateway.fallback import cacheable_answer, cacheable_request
@@ -78,12 +79,13 @@ class ProxyMiddleware:
         method: str = scope["method"]
         headers = scope["headers"]
         authorization = next((v for n, v in headers if n == b"authorization"), None)
+        claims: Claims | None = None
         if authorization is not None:
             token = bearer_token(authorization.decode("latin-1"))
             try:
                 if token is None:
                     raise InvalidToken("not a bearer token")
-                await gw.auth.verify(token)
+                claims = await gw.auth.verify(token)
             except InvalidToken as e:
                 gw.metrics.auth_failures.labels("invalid").inc()
                 await problem_response(
@@ -104,6 +106,24 @@ class ProxyMiddleware:
                 headers={"WWW-Authenticate": _CHALLENGE},
             )(scope, receive, send)
             return
+        client = scope.get("client")
+        client_ip: str = client[0] if client else ""
+        # Keyed by the verified subject, else the peer address: never by a header.
+        subject = f"sub:{claims.subject}" if claims is not None else f"ip:{client_ip}"
+        policy, rule = gw.limiter.policy_for(method, path)
+        if policy == "auth":
+            subject = f"ip:{client_ip}"
+        decision = await gw.limiter.check(policy, rule, subject)
+        send = _adding_headers(send, decision.headers())
+        if not decision.allowed:
+            await problem_response(
+                429,
+                "Too many requests",
+                f"Rate limit {policy!r} exceeded; retry in {decision.retry_after}s.",
+                instance=path,
+                headers={"Retry-After": str(decision.retry_after)},
+            )(scope, receive, send)
+            return
         try:
             body = await _read_body(scope, receive, gw.settings.upstream.max_body_bytes)
         except _TooLarge:
@@ -119,12 +139,11 @@ class ProxyMiddleware:
         query: bytes = scope.get("query_string", b"")
         if query:
             tail += "?" + query.decode("latin-1")
-        client = scope.get("client")
         outbound = Outbound(
             method=method,
             target=tail,
             headers=outbound_headers(
-                headers, client_ip=client[0] if client else "", scheme=scope.get("scheme", "http")
+                headers, client_ip=client_ip, scheme=scope.get("scheme", "http")
             ),
             body=body,
             retryable=method in _IDEMPOTENT or any(n == b"idempotency-key" for n, _ in headers),
@@ -184,6 +203,15 @@ class ProxyMiddleware:
             headers={"Retry-After": str(retry_after)},
             service=service,
         )(scope, receive, send)
+
+
+def _adding_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *extra]
+        await send(message)
+
+    return wrapped
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

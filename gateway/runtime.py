@@ -16,6 +16,7 @@ from gateway.breaker import CircuitBreaker, State
 from gateway.config import GatewaySettings
 from gateway.fallback import StaleCache
 from gateway.metrics import BREAKER_STATES, GatewayMetrics, gateway_metrics
+from gateway.ratelimit import RateLimiter
 from gateway.upstream import Upstreams
 
 log = logging.getLogger("gateway")
@@ -49,6 +50,7 @@ class Gateway:
             self.metrics.breaker_state.labels(service).set(0)
         self.stale = StaleCache(settings.fallback)
         self.auth = Authenticator(settings, self.discovery)
+        self.limiter = RateLimiter(self.redis, settings.rate_limit, self.metrics)
         self.registrar = Registrar(
             self.redis,
             InstanceInfo(
