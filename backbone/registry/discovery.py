@@ -202,12 +202,9 @@ class Discovery:
                     await self._stop.wait()
             if self._stop.is_set():
                 return
-            try:
+            # refresh() logs and counts failures; the last view keeps being served.
+            with contextlib.suppress(RegistryError):
                 await self.refresh()
-            except RegistryError:
-                pass  # refresh() logged and counted it; keep serving the last view
-            except Exception:
-                log.exception("registry: unexpected error refreshing discovery")
 
     # --- refreshing -----------------------------------------------------------
 
@@ -219,6 +216,10 @@ class Discovery:
                 async with asyncio.timeout(self._timeout):
                     view, rejected = await self._read(started)
             except (RedisError, OSError, TimeoutError) as e:
+                self._mark_stale(started, e)
+                raise RegistryError(f"discovery refresh failed: {e!r}") from e
+            except Exception as e:  # a bug or an unexpected reply: still a view not refreshed
+                log.exception("registry: unexpected error refreshing discovery")
                 self._mark_stale(started, e)
                 raise RegistryError(f"discovery refresh failed: {e!r}") from e
             self._note_rejected(rejected)

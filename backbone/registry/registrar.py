@@ -118,6 +118,7 @@ class Registrar:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._deregistered = False
         self.beats = 0
         self.failures = 0  # consecutive failed beats
         self.expires_at_ms: int | None = None  # server time of the record's expiry
@@ -185,6 +186,7 @@ class Registrar:
                 )
             else:
                 log.info("registry: deregistered %s/%s", self._info.service, self._info.instance_id)
+            self._deregistered = True
 
     async def _run(self) -> None:
         while True:
@@ -218,6 +220,8 @@ class Registrar:
 
     async def _beat(self) -> None:
         async with self._lock:
+            if self._deregistered:
+                return  # a set_status() racing aclose() must not bring the record back
             info = self._info
             # A beat that takes longer than the interval is abandoned, never queued up.
             async with asyncio.timeout(self._settings.heartbeat_seconds):
