@@ -1,0 +1,1 @@
+"""Trading: a simulated market, market orders against virtual cash, portfolios and fills."""

@@ -1,0 +1,29 @@
+"""Trading settings: `ASTRA_*` variables over the shared service settings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import lru_cache
+
+from pydantic import AwareDatetime, Field
+
+from backbone.service import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service: str = "trading"
+    port: int = Field(default=8102, ge=0, le=65535)
+    # The market (see services/trading/market.py). Same seed and epoch => the same
+    # price at the same wall-clock time, on every instance and every run.
+    market_seed: int = 42  # ASTRA_MARKET_SEED
+    market_tick_ms: int = Field(default=1000, ge=0)  # one price step per tick; 0 = frozen
+    market_epoch: AwareDatetime = datetime(2026, 1, 1, tzinfo=UTC)  # tick 0: opening prices
+    starting_cash: Decimal = Field(
+        default=Decimal("10000.00"), ge=0, max_digits=14, decimal_places=2
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,307 @@
+"""The ledger: market orders filled against cash and positions, one transaction per fill.
+
+    fill = await ledger.place(trader, "AAPL", "buy", Decimal("3"), idempotency_key="k-1")
+
+One fill = one SQL transaction: the account's cash and trade count, the position,
+the order row and the two outbox events commit together or not at all; the relay
+is woken after the commit.
+
+Orders of one user never interleave, so they cannot overspend:
+  - a per-user asyncio lock inside this process (on every backend: it also keeps
+    a burst of one user's orders from holding one pool connection each);
+  - PostgreSQL: `SELECT ... FOR UPDATE` on the account row, across instances;
+  - SQLite: the transaction's first statement is a write, which takes the
+    database's write lock before anything is read;
+  - and, whatever the backend, cash and quantities only change through
+    conditional UPDATEs (`WHERE cash >= :cost`), backed by CHECK constraints.
+
+Idempotency: a filled order remembers its `Idempotency-Key` (unique per user)
+and a fingerprint of the request. A retry with the key returns the stored fill,
+executed once; the key with a different order is refused. Rejected orders are
+not remembered, so retrying one re-evaluates it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Literal
+
+import uuid6
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backbone.outbox import Outbox, OutboxRelay
+from contracts.trading import (
+    PositionUpdated,
+    PositionUpdatedData,
+    TradeExecuted,
+    TradeExecutedData,
+)
+from services.trading import store
+from services.trading.errors import (
+    IdempotencyKeyReused,
+    InsufficientFunds,
+    InsufficientPosition,
+    OrderNotFound,
+)
+from services.trading.market import Market
+from services.trading.models import Order
+
+QUANTITY_UNIT = Decimal("0.0001")
+MONEY_UNIT = Decimal("0.000001")  # cash, notional, average price, P&L
+ZERO = Decimal("0")
+
+Side = Literal["buy", "sell"]
+
+
+@dataclass(frozen=True, slots=True)
+class Trader:
+    """The caller, as the verified token names them."""
+
+    user_id: str
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    order: Order
+    replayed: bool  # True: an earlier request with the same Idempotency-Key filled it
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """What one fill did to the account and the position."""
+
+    balance: store.Balance  # cash and trade count after the fill
+    notional: Decimal
+    quantity: Decimal  # the position after the fill (0: closed)
+    average_price: Decimal
+    realized_pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    symbol: str
+    quantity: Decimal
+    average_price: Decimal
+    price: Decimal
+    market_value: Decimal
+    unrealized_pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Portfolio:
+    cash: Decimal
+    positions: list[Holding]
+    equity: Decimal
+
+
+class Ledger:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
+        relay: OutboxRelay,
+        market: Market,
+        *,
+        starting_cash: Decimal,
+        row_locks: bool,
+    ) -> None:
+        self._sessions = sessions
+        self._outbox = outbox
+        self._relay = relay
+        self.market = market
+        self.starting_cash = starting_cash
+        self._row_locks = row_locks  # PostgreSQL: SELECT ... FOR UPDATE
+        # Entries vanish once no order of that user is running or waiting.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @asynccontextmanager
+    async def _serialized(self, user_id: str) -> AsyncIterator[None]:
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = self._locks[user_id] = asyncio.Lock()
+        async with lock:
+            yield
+
+    async def place(
+        self,
+        trader: Trader,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        idempotency_key: str | None = None,
+    ) -> Fill:
+        quantity = quantity.quantize(QUANTITY_UNIT)
+        fingerprint = _fingerprint(symbol, side, quantity)
+        async with self._serialized(trader.user_id):
+            fill = await self._fill(trader, symbol, side, quantity, idempotency_key, fingerprint)
+        if not fill.replayed:
+            self._relay.notify()
+        return fill
+
+    async def _fill(
+        self,
+        trader: Trader,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        key: str | None,
+        fingerprint: str,
+    ) -> Fill:
+        user_id = trader.user_id
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            # First statement a write: on SQLite it takes the write lock right here.
+            await store.ensure_account(session, user_id, trader.username, self.starting_cash, now)
+            if self._row_locks:
+                await store.lock_account(session, user_id)
+            if key is not None:
+                earlier = await store.order_by_key(session, user_id, key)
+                if earlier is not None:
+                    if earlier.request_hash != fingerprint:
+                        raise IdempotencyKeyReused()
+                    return Fill(earlier, replayed=True)
+
+            price = self.market.quote(symbol)
+            apply = self._buy if side == "buy" else self._sell
+            change = await apply(session, user_id, symbol, quantity, price, now)
+            order = Order(
+                id=str(uuid6.uuid7()),
+                user_id=user_id,
+                trade_number=change.balance.trade_count,
+                symbol=symbol,
+                side=side,
+                quantity=quantity,
+                price=price,
+                notional=change.notional,
+                realized_pnl=change.realized_pnl,
+                status="filled",
+                idempotency_key=key,
+                request_hash=fingerprint if key is not None else None,
+                executed_at=now,
+            )
+            await store.insert_order(session, order)
+            await self._publish(session, trader, order, change)
+        return Fill(order, replayed=False)
+
+    async def _buy(
+        self,
+        session: AsyncSession,
+        user_id: str,
+        symbol: str,
+        quantity: Decimal,
+        price: Decimal,
+        now: datetime,
+    ) -> _Change:
+        notional = price * quantity  # 2 places x 4 places: exact in 6
+        held = await store.position(session, user_id, symbol)
+        balance = await store.debit(session, user_id, notional, now)
+        if balance is None:
+            raise InsufficientFunds(notional, await store.cash(session, user_id) or ZERO)
+        held_qty, held_avg = held if held is not None else (ZERO, ZERO)
+        new_qty = held_qty + quantity
+        new_avg = ((held_qty * held_avg + notional) / new_qty).quantize(MONEY_UNIT, ROUND_HALF_EVEN)
+        await store.put_position(
+            session, user_id, symbol, new_qty, new_avg, now, exists=held is not None
+        )
+        return _Change(balance, notional, new_qty, new_avg, ZERO.quantize(MONEY_UNIT))
+
+    async def _sell(
+        self,
+        session: AsyncSession,
+        user_id: str,
+        symbol: str,
+        quantity: Decimal,
+        price: Decimal,
+        now: datetime,
+    ) -> _Change:
+        notional = price * quantity
+        reduced = await store.reduce_position(session, user_id, symbol, quantity, now)
+        if reduced is None:
+            held = await store.position(session, user_id, symbol)
+            raise InsufficientPosition(symbol, quantity, held.quantity if held else ZERO)
+        left, average = reduced
+        realized = ((price - average) * quantity).quantize(MONEY_UNIT, ROUND_HALF_EVEN)
+        if left == 0:
+            await store.delete_position(session, user_id, symbol)
+            average = ZERO.quantize(MONEY_UNIT)
+        balance = await store.credit(session, user_id, notional, now)
+        return _Change(balance, notional, left, average, realized)
+
+    async def _publish(
+        self, session: AsyncSession, trader: Trader, order: Order, change: _Change
+    ) -> None:
+        await self._outbox.add(
+            session,
+            TradeExecuted,
+            TradeExecutedData(
+                order_id=order.id,
+                user_id=trader.user_id,
+                username=trader.username,
+                symbol=order.symbol,
+                side=order.side,
+                quantity=order.quantity,
+                price=order.price,
+                notional=order.notional,
+                realized_pnl=order.realized_pnl,
+                trade_number=order.trade_number,
+                executed_at=order.executed_at,
+            ),
+        )
+        await self._outbox.add(
+            session,
+            PositionUpdated,
+            PositionUpdatedData(
+                user_id=trader.user_id,
+                symbol=order.symbol,
+                quantity=change.quantity,
+                average_price=change.average_price,
+                cash=change.balance.cash,
+            ),
+        )
+
+    async def order(self, user_id: str, order_id: str) -> Order:
+        async with self._sessions() as session:
+            found = await store.order_by_id(session, user_id, order_id)
+        if found is None:
+            raise OrderNotFound()
+        return found
+
+    async def orders(self, user_id: str, limit: int) -> list[Order]:
+        async with self._sessions() as session:
+            return await store.recent_orders(session, user_id, limit)
+
+    async def portfolio(self, user_id: str) -> Portfolio:
+        async with self._sessions() as session:
+            cash, rows = await store.holdings(session, user_id)
+        if cash is None:  # no order yet: the account exists only in principle
+            cash = self.starting_cash
+        quotes = self.market.quotes()
+        holdings = []
+        for row in rows:
+            price = quotes[row.symbol]
+            holdings.append(
+                Holding(
+                    symbol=row.symbol,
+                    quantity=row.quantity,
+                    average_price=row.average_price,
+                    price=price,
+                    market_value=row.quantity * price,
+                    unrealized_pnl=((price - row.average_price) * row.quantity).quantize(
+                        MONEY_UNIT, ROUND_HALF_EVEN
+                    ),
+                )
+            )
+        equity = cash + sum((h.market_value for h in holdings), ZERO)
+        return Portfolio(cash=cash, positions=holdings, equity=equity)
+
+
+def _fingerprint(symbol: str, side: str, quantity: Decimal) -> str:
+    return hashlib.sha256(f"{symbol}|{side}|{quantity}".encode()).hexdigest()
