@@ -36,24 +36,29 @@ class StreamMonitor:
         self._interval = interval_ms / 1000
         self._metrics = bus_metrics(registry)
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     async def start(self) -> None:
+        self._stop.clear()
         self._task = asyncio.create_task(self._loop(), name="stream-monitor")
 
     async def aclose(self) -> None:
+        # Stop by flag, not by cancel(): on Python 3.11 redis-py can swallow a
+        # cancellation that lands as a command completes, and the task runs on.
         if self._task is not None:
-            self._task.cancel()
+            self._stop.set()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await asyncio.wait_for(self._task, timeout=10)
             self._task = None
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 await self.sample()
             except (RedisError, OSError) as e:
                 log.debug("stream sampling failed", extra={"error": str(e)})
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self._interval)
 
     async def sample(self) -> None:
         m = self._metrics
