@@ -85,7 +85,9 @@ async def test_service_lifecycle_health_metrics_and_problems(
     handled: list[int] = []
     app = create_service_app(make_spec(handled), settings, registry=registry)
     watcher = aioredis.Redis.from_url(redis_server.url)
-    discovery = Discovery(watcher, settings.registry, services=["demo"], registry=CollectorRegistry())
+    discovery = Discovery(
+        watcher, settings.registry, services=["demo"], registry=CollectorRegistry()
+    )
     await discovery.start()
     try:
         async with serve_app(app, port) as base, httpx.AsyncClient(base_url=base) as http:
