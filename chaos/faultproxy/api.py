@@ -28,12 +28,14 @@ from chaos.faultproxy.errors import (
     ProxyNotFound,
     ToxicAlreadyExists,
     ToxicNotFound,
+    UserAgentNotAllowed,
 )
 from chaos.faultproxy.proxy import Proxy
 from chaos.faultproxy.toxic_collection import ToxicWrapper
 
 # The one table of status codes; anything not listed is a 500, as in Toxiproxy.
 _STATUS: dict[type[FaultProxyError], int] = {
+    UserAgentNotAllowed: 403,
     BadRequestBody: 400,
     MissingField: 400,
     InvalidStream: 400,
@@ -55,7 +57,7 @@ log = logging.getLogger("chaos.faultproxy.api")
 
 def create_api(collection: ProxyCollection, *, version: str) -> web.Application:
     """The aiohttp application; the server adds `/metrics` and runs it."""
-    app = web.Application(middlewares=[_stop_browsers, _errors])
+    app = web.Application(middlewares=[_errors, _stop_browsers])
     app[COLLECTION] = collection
     app[VERSION] = version
     app.router.add_post("/reset", reset_state)
@@ -124,7 +126,7 @@ async def _read_json(request: web.Request) -> Any:
 async def _stop_browsers(request: web.Request, handler: Handler) -> web.StreamResponse:
     # Toxiproxy refuses browsers so that a web page cannot drive it (CSRF).
     if request.headers.get("User-Agent", "").startswith("Mozilla/"):
-        return _json({"error": "User agent not allowed", "status": 403}, status=403)
+        raise UserAgentNotAllowed()
     return await handler(request)
 
 

@@ -52,6 +52,12 @@ class ToxicNotFound(FaultProxyError):
     message = "toxic not found"
 
 
+class UserAgentNotAllowed(FaultProxyError):
+    """A browser called the API; Toxiproxy refuses them so web pages cannot drive it."""
+
+    message = "User agent not allowed"
+
+
 class ListenError(FaultProxyError):
     """A proxy could not bind its `listen` address; the text is Go's `net.Listen` error."""
 

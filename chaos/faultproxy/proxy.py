@@ -349,6 +349,8 @@ class _Endpoint(asyncio.Protocol):
             feeds.feed(data)
         else:
             self.early.append(data)
+            if self.transport is not None:
+                self.transport.pause_reading()  # this time it holds: reading has started
 
     def eof_received(self) -> bool:
         if self.feeds is not None:
