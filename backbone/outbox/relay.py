@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import Counter as PromCounter
 from redis.backoff import AbstractBackoff, EqualJitterBackoff
 from redis.exceptions import RedisError
 from sqlalchemy import Table, delete, func, select, update
@@ -177,7 +178,7 @@ class OutboxRelay:
             log.warning(
                 "outbox relay closed without publishing everything (%s); %s events wait "
                 "for the next relay",
-                e or type(e).__name__,
+                str(e) or type(e).__name__,
                 left,
             )
 
@@ -194,7 +195,10 @@ class OutboxRelay:
                 delay = self._backoff.compute(failures)
                 await self._refresh_gauges(force=True)
                 left = self._last_backlog.events if self._last_backlog else "unknown"
-                log.warning(
+                # Every failure is counted in the metrics; the log only samples a long outage.
+                level = logging.WARNING if failures <= 3 or failures % 30 == 0 else logging.DEBUG
+                log.log(
+                    level,
                     "outbox batch failed (%s); %s events waiting; retry %d in %.2fs",
                     e,
                     left,
@@ -316,7 +320,7 @@ class OutboxRelay:
         await conn.commit()
 
     @staticmethod
-    def _count(counter: Any, rows: Sequence[_Pending]) -> None:
+    def _count(counter: PromCounter, rows: Sequence[_Pending]) -> None:
         for stream, n in Counter(row.stream for row in rows).items():
             counter.labels(stream, _PATH).inc(n)
 

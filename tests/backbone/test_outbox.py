@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import fcntl
 import os
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -518,3 +519,40 @@ async def test_aclose_gives_up_in_bounded_time_while_redis_is_down(
     assert (
         await db.unsent() == len(written[PLACED]) + len(written[FILLED]) == 4
     )  # waiting for the next relay, not lost and not marked
+
+
+async def test_a_stalled_redis_times_out_the_batch_and_delivery_stays_at_least_once(
+    db: Db,
+    redis_server: RedisServer,
+    redis: aioredis.Redis,
+    make_relay: Callable[..., OutboxRelay],
+) -> None:
+    outbox = Outbox(db.outbox, producer="trading")
+    written = await commit_events(db, outbox, range(1, 5))  # 4 placed, 1 filled
+    relay = make_relay(publish_timeout=0.3)
+    assert redis_server.process is not None
+    pid = redis_server.process.pid
+
+    os.kill(pid, signal.SIGSTOP)  # accepts connections, answers nothing
+    try:
+        started = time.monotonic()
+        with pytest.raises(OutboxError, match="TimeoutError"):
+            await relay.relay_once()
+        assert time.monotonic() - started < 2.0
+        assert await db.sent() == 0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    async def published() -> int:
+        try:
+            return await relay.relay_once()
+        except OutboxError:  # a reconnect may still be on its way
+            return 0
+
+    await poll_until(published, "the relay to publish once Redis answers again", timeout=5)
+    assert await db.unsent() == 0
+    # Redis may or may not have applied the timed-out XADDs: either way every
+    # event is there, first occurrences in order; consumers drop repeats by event_id.
+    for stream in (PLACED, FILLED):
+        seen = await stream_event_ids(redis, stream)
+        assert list(dict.fromkeys(seen)) == written[stream]
