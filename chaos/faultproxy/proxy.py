@@ -272,6 +272,11 @@ class Connection:
                 else:
                     link.feed_eof()
         client.resume_reading()
+        if proxy.logger.isEnabledFor(logging.DEBUG):
+            proxy.logger.debug(
+                "accepted client",
+                extra={**proxy._fields(), "client": str(client.get_extra_info("peername"))},
+            )
 
     def endpoint_lost(self, endpoint: _Endpoint) -> None:
         self._open -= 1

@@ -11,12 +11,14 @@ import itertools
 import random
 import time
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
 from chaos.client import Proxy, ToxiproxyClient
 from chaos.faultproxy import Direction, FaultProxyServer
-from chaos.faultproxy.toxics import SlicerToxic
+from chaos.faultproxy.toxics import LatencyToxic, SlicerToxic, Stub
 from tests.chaos.conftest import Behaviour, Conn, Upstream, read_until_closed, round_trip
 from tests.support.poll import poll_until
 
@@ -195,6 +197,20 @@ async def test_slicer_fragments_writes(
     assert b"".join(pieces) == b"x" * size
     assert len(pieces) >= 8  # ~20 slices 5 ms apart; a few may coalesce in the kernel
     assert max(map(len, pieces)) < size // 2
+
+
+def test_seeded_jitter_is_reproducible() -> None:
+    toxic = LatencyToxic(latency=100, jitter=50)
+
+    def delays(seed: int) -> list[float]:
+        stub = cast(Stub, SimpleNamespace(rng=random.Random(seed)))
+        return [toxic.delay(stub) for _ in range(50)]
+
+    first = delays(5)
+    assert delays(5) == first
+    assert delays(6) != first
+    assert all(0.05 <= d < 0.15 for d in first)  # latency ± jitter
+    assert len(set(first)) > 10
 
 
 def test_slicer_bounds_follow_average_and_variation() -> None:
