@@ -56,6 +56,8 @@ def create_service_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    for error_type, handler in spec.exception_handlers.items():
+        app.add_exception_handler(error_type, handler)
     app.add_middleware(TelemetryMiddleware, metrics=http_metrics(registry))
 
     @app.get("/health/live", include_in_schema=False)

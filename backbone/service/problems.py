@@ -105,8 +105,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else None
+        status = exc.status_code
+        if status == 400 and detail == "There was an error parsing the body":
+            # FastAPI's 400 for a body json cannot parse (e.g. a 5,000-digit number):
+            # the same 422 as any other malformed body, so clients see one rule.
+            status, detail = 422, "The request body is not valid JSON."
         return problem_response(
-            exc.status_code,
+            status,
             detail=detail,
             instance=request.url.path,
             headers=dict(exc.headers or {}),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import (
@@ -32,6 +32,7 @@ from backbone.registry import Discovery, InstanceInfo, Registrar
 from backbone.service.config import ServiceSettings
 
 log = logging.getLogger("backbone.service")
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class ServiceSpec:
     published: Sequence[EventType[Any]] = ()  # streams the monitor samples
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    # Domain error type -> handler (usually mapping it to a ProblemError response).
+    exception_handlers: Mapping[type[Exception], ExceptionHandler] = field(default_factory=dict)
     metadata_tags: Mapping[str, str] = field(default_factory=dict)
 
 

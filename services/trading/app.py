@@ -43,10 +43,9 @@ SPEC = ServiceSpec(
     outbox=True,
     published=[TradeExecuted, PositionUpdated],
     on_start=_on_start,
+    exception_handlers={TradingError: on_trading_error},
 )
 
 
 def create_app(settings: Settings | None = None, registry: CollectorRegistry = REGISTRY) -> FastAPI:
-    app = create_service_app(SPEC, settings or get_settings(), registry=registry)
-    app.add_exception_handler(TradingError, on_trading_error)
-    return app
+    return create_service_app(SPEC, settings or get_settings(), registry=registry)
