@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM := redis-server:redis-server redis-benchmark:redis-tools
 
-.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy clean docs
+.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ bench-bus: $(STAMP) system
 
 bench-faultproxy: $(STAMP) system
 	$(BIN)/python -m bench.faultproxy
+
+bench-gateway: $(STAMP) system
+	@scripts/require.sh wrk:wrk nginx:nginx
+	$(BIN)/python -m bench.gateway
+
+bench-telemetry: $(STAMP) system
+	@scripts/require.sh wrk:wrk
+	$(BIN)/python -m bench.telemetry
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
