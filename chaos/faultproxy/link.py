@@ -342,11 +342,12 @@ class _Stage:
 
     async def read(self) -> Chunk | None:
         while not self.inbox:
-            self._waiter = self.link._loop.create_future()
+            self._waiter = waiter = self.link._loop.create_future()
             try:
-                await self._waiter
+                await waiter
             finally:
-                self._waiter = None
+                if self._waiter is waiter:  # a restarted stage may have a new reader
+                    self._waiter = None
         item = self.inbox.popleft()
         if item is None:
             self.eof_taken = True

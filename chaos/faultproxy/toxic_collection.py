@@ -39,7 +39,8 @@ class ToxicCollection:
     def __init__(self, stats: ProxyStats) -> None:
         self._stats = stats
         self._chains: dict[Direction, list[ToxicWrapper]] = {d: [] for d in Direction}
-        self._links: set[Link] = set()
+        # Insertion-ordered, so a seeded run draws toxicity for open links in a fixed order.
+        self._links: dict[Link, None] = {}
 
     def __iter__(self) -> Iterator[ToxicWrapper]:
         """Upstream toxics first, then downstream, each in the order added (as Toxiproxy)."""
@@ -110,12 +111,12 @@ class ToxicCollection:
 
     def attach(self, link: Link) -> None:
         """Register a new link and give it the toxics of its direction."""
-        self._links.add(link)
+        self._links[link] = None
         for wrapper in self._chains[link.direction]:
             link.add_toxic(wrapper)
 
     def detach(self, link: Link) -> None:
-        self._links.discard(link)
+        self._links.pop(link, None)
 
     def _links_of(self, direction: Direction) -> list[Link]:
         return [link for link in self._links if link.direction is direction]
