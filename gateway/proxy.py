@@ -1,4 +1,6 @@
-"""The proxy path, as pure ASGI: `/api/v1/{service}/{rest}` -> `{instance url}/{rest}`.
+"""The proxy path, as pure ASGI: `/api/v1/{service}/...` -> `{instance url}/api/v1/{service}/...`.
+
+The services serve the public paths themselves, so path and query go on unchanged.
 
     request ─> route ─> body cap ─> Upstreams.forward ─> answer
                  │404       │413          │ no instance / unreachable / timeout
@@ -135,13 +137,13 @@ class ProxyMiddleware:
             )(scope, receive, send)
             return
         raw_path: bytes = scope.get("raw_path") or path.encode()
-        tail = raw_path[len(PREFIX) + len(service) :].decode("latin-1") or "/"
+        target = raw_path.decode("latin-1")
         query: bytes = scope.get("query_string", b"")
         if query:
-            tail += "?" + query.decode("latin-1")
+            target += "?" + query.decode("latin-1")
         outbound = Outbound(
             method=method,
-            target=tail,
+            target=target,
             headers=outbound_headers(
                 headers, client_ip=client_ip, scheme=scope.get("scheme", "http")
             ),
@@ -164,7 +166,7 @@ class ProxyMiddleware:
                     verdict = False
             finally:
                 breaker.record(ticket, verdict)
-        cache_key = f"{service} {tail}" if cacheable_request(method, headers) else None
+        cache_key = target if cacheable_request(method, headers) else None
         if isinstance(result, Answer):
             if cache_key is not None and cacheable_answer(result.status, result.headers):
                 gw.stale.store(cache_key, result.headers, result.body)

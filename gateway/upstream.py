@@ -91,7 +91,7 @@ class Failure:
 @dataclass(slots=True)
 class Outbound:
     method: str
-    target: str  # encoded path and query below the service prefix, e.g. "/orders?x=1"
+    target: str  # encoded path and query, as the client sent them: "/api/v1/x/y?z=1"
     headers: CIMultiDict[str]
     body: bytes
     retryable: bool

@@ -72,4 +72,4 @@ async def test_tokens_are_verified_on_every_route(
             assert response.status == 200  # public
         async with http.post(f"{base}/api/v1/users/logout") as response:
             assert response.status == 401
-        assert [s["path"] for s in users.seen] == ["/login"]
+        assert [s["path"] for s in users.seen] == ["/api/v1/users/login"]

@@ -36,7 +36,11 @@ async def test_forwards_path_query_and_clean_headers(
             assert response.status == 200
             assert response.headers["X-Correlation-ID"] == "cid-123"
             doc = await response.json()
-        assert doc == {"instance": "users-1", "path": "/a/b%20c?x=1&y=2", "body": "hello"}
+        assert doc == {
+            "instance": "users-1",
+            "path": "/api/v1/users/a/b%20c?x=1&y=2",
+            "body": "hello",
+        }
         seen = {k.lower(): v for k, v in users.seen[-1]["headers"].items()}
         for spoofed in ("x-user-id", "x-user-roles", "x-forwarded-user", "x-secret-hop"):
             assert spoofed not in seen
