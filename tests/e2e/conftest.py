@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -42,13 +43,33 @@ class Stack:
         raise KeyError(name)
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_offset() -> int:
+    """A port offset whose ports are all free, below the ephemeral range (32768+)."""
+    for _ in range(50):
+        offset = random.randrange(10_000, 23_000, 100)
+        # redis, gateway replicas, service instances, monitoring (9090-9199)
+        ports = [6390, *range(8000, 8010), *range(8100, 8200), *range(9090, 9200)]
+        if all(_port_free(port + offset) for port in ports):
+            return offset
+    raise RuntimeError("no free port range for a stack")
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     missing = [s for s in SERVICES if not (ROOT / "services" / s / "__main__.py").exists()]
     if missing:
         pytest.skip(f"services not built yet: {missing}")
     run_dir = tmp_path / "var"
-    offset = random.randrange(20_000, 40_000, 100)
+    offset = free_offset()
     env = {
         **os.environ,
         "ASTRA_RUN_DIR": str(run_dir),
