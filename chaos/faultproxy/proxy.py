@@ -354,7 +354,7 @@ class _Endpoint(asyncio.Protocol):
             feeds.feed(data)
         else:
             self.early.append(data)
-            if self.transport is not None:
+            if self.transport is not None and not self.transport.is_closing():
                 self.transport.pause_reading()  # this time it holds: reading has started
 
     def eof_received(self) -> bool:
