@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM := redis-server:redis-server redis-benchmark:redis-tools
 
-.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs
+.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs seed-data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP) system
 	$(BIN)/pytest
+
+seed-data: $(STAMP)
+	$(BIN)/python -m stack.seed
 
 docs: $(STAMP)
 	$(BIN)/astra docs
