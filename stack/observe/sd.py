@@ -1,0 +1,145 @@
+"""Prometheus HTTP service discovery from the registry, plus the alert webhook sink.
+
+    Prometheus ── GET /targets (http_sd_configs) ──> this process ── Discovery ──> Redis
+    Alertmanager ── POST /alerts (webhook) ──────> this process ──> <run_dir>/alerts.jsonl
+
+`python -m stack.observe.sd` (started by `astra up` before Prometheus). Discovery
+follows every service in the registry, the gateway included, so an instance that
+registers is scraped after one discovery poll plus one Prometheus SD refresh, and a
+dead one disappears one registry TTL after its last heartbeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+import redis.asyncio as aioredis
+from aiohttp import web
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backbone.config import RegistrySettings
+from backbone.registry import Discovery, InstanceInfo
+
+DISCOVERY: web.AppKey[Discovery] = web.AppKey("discovery", Discovery)
+ALERTS_FILE: web.AppKey[Path] = web.AppKey("alerts_file", Path)
+
+
+class ObserveSettings(BaseSettings):
+    """What the discovery process reads from `ASTRA_*` (the same names services use)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASTRA_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    redis_url: str = "redis://127.0.0.1:6390/0"
+    run_dir: Path = Path("var")
+    registry: RegistrySettings = RegistrySettings()
+
+
+def targets(view: dict[str, tuple[InstanceInfo, ...]]) -> list[dict[str, object]]:
+    """The http_sd document: one target group per instance, labelled service/instance."""
+    groups: list[dict[str, object]] = []
+    for service in sorted(view):
+        for info in view[service]:
+            address = urlsplit(info.url).netloc
+            if not address:
+                continue
+            groups.append(
+                {
+                    "targets": [address],
+                    "labels": {
+                        "service": service,
+                        "instance": info.instance_id,
+                        # meta labels are for relabelling only; they never reach a series
+                        "__meta_astra_status": info.status,
+                        "__meta_astra_version": info.version,
+                    },
+                }
+            )
+    return groups
+
+
+async def _targets(request: web.Request) -> web.Response:
+    """Every live instance of every registered service, as Prometheus http_sd JSON."""
+    discovery = request.app[DISCOVERY]
+    return web.Response(
+        body=orjson.dumps(targets(discovery.all_instances())), content_type="application/json"
+    )
+
+
+async def _ready(request: web.Request) -> web.Response:
+    stale = request.app[DISCOVERY].stale
+    return web.json_response(
+        {"status": "stale" if stale else "ready"}, status=503 if stale else 200
+    )
+
+
+async def _live(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _alerts(request: web.Request) -> web.Response:
+    """Alertmanager webhook: append each notification, stamped, to alerts.jsonl."""
+    try:
+        payload = await request.json(loads=orjson.loads)
+    except ValueError:
+        return web.json_response({"error": "not JSON"}, status=400)
+    line = orjson.dumps({"received_at": datetime.now(UTC).isoformat(), **payload}) + b"\n"
+    path = request.app[ALERTS_FILE]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as out:  # one small append per notification
+        out.write(line)
+    return web.json_response({"status": "recorded"})
+
+
+def create_app(discovery: Discovery, alerts_file: Path) -> web.Application:
+    app = web.Application()
+    app[DISCOVERY] = discovery
+    app[ALERTS_FILE] = alerts_file
+    app.router.add_get("/targets", _targets)
+    app.router.add_post("/alerts", _alerts)
+    app.router.add_get("/health/ready", _ready)
+    app.router.add_get("/health/live", _live)
+    return app
+
+
+async def serve(settings: ObserveSettings, host: str, port: int) -> None:
+    redis = aioredis.Redis.from_url(
+        settings.redis_url, socket_timeout=settings.registry.ttl_seconds / 2
+    )
+    discovery = Discovery(redis, settings.registry, services=None)
+    await discovery.start()
+    runner = web.AppRunner(create_app(discovery, settings.run_dir / "alerts.jsonl"))
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, host, port).start()
+        print(f"service discovery on http://{host}:{port}/targets", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await discovery.aclose()
+        with contextlib.suppress(Exception):
+            await redis.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stack.observe.sd", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9099)
+    args = parser.parse_args(argv)
+    asyncio.run(serve(ObserveSettings(), args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
