@@ -1,8 +1,8 @@
 """`create_app`: the gateway as one ASGI app.
 
-TelemetryMiddleware ─> ProxyMiddleware ─┬─ /api/v1/{service}/... ─> upstream
-(correlation, span, RED)                 └─ anything else ─> FastAPI routes
-                                             (/health/live, /health/ready, /metrics)
+Telemetry ─> SecurityHeaders ─> Cors ─> Proxy ─┬─ /api/v1/{service}/... ─> upstream
+(cid, span,  (nosniff, CSP,     (preflights   └─ anything else ─> FastAPI routes
+ RED, log)    no-store)          answered)       (health, metrics, openapi, operator)
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from backbone.service.app import metrics_response
@@ -19,11 +20,21 @@ from backbone.service.problems import install_problem_handlers, problem_response
 from backbone.telemetry.asgi import TelemetryMiddleware
 from backbone.telemetry.http_metrics import http_metrics
 from gateway.config import GatewaySettings
+from gateway.middleware import (
+    CorsMiddleware,
+    SecurityHeadersMiddleware,
+    install_access_log_fields,
+)
 from gateway.proxy import ProxyMiddleware
 from gateway.runtime import Gateway
 
 
-def create_app(settings: GatewaySettings, *, registry: CollectorRegistry = REGISTRY) -> FastAPI:
+def create_app(
+    settings: GatewaySettings,
+    *,
+    registry: CollectorRegistry = REGISTRY,
+    tracer: trace.Tracer | None = None,
+) -> FastAPI:
     gateway = Gateway(settings, registry)
 
     @asynccontextmanager
@@ -50,7 +61,12 @@ def create_app(settings: GatewaySettings, *, registry: CollectorRegistry = REGIS
     install_problem_handlers(app)
     # add_middleware wraps: the last added runs first.
     app.add_middleware(ProxyMiddleware, gateway=gateway)
-    app.add_middleware(TelemetryMiddleware, metrics=http_metrics(registry))
+    app.add_middleware(
+        CorsMiddleware, origins=settings.cors_origins, credentials=settings.cors_allow_credentials
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(TelemetryMiddleware, metrics=http_metrics(registry), tracer=tracer)
+    install_access_log_fields()
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:

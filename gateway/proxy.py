@@ -23,6 +23,7 @@ from backbone.auth import Claims
 from backbone.service.problems import problem_response
 from gateway.auth import InvalidToken, bearer_token
 from gateway.fallback import cacheable_answer, cacheable_request
+from gateway.middleware.access import note_upstream
 from gateway.upstream import Answer, Failure, Outbound, outbound_headers
 
 if TYPE_CHECKING:
@@ -72,10 +73,8 @@ class ProxyMiddleware:
         gw = self.gateway
         path: str = scope["path"]
         service = path[len(PREFIX) :].split("/", 1)[0]
-        if service not in self._services:
-            await problem_response(
-                404, detail=f"No service {service!r} behind this gateway.", instance=path
-            )(scope, receive, send)
+        if service not in self._services:  # the gateway's own /api/v1 routes, or a 404
+            await self.app(scope, receive, send)
             return
         scope["route"] = self._labels[service]
         method: str = scope["method"]
@@ -166,6 +165,7 @@ class ProxyMiddleware:
                     verdict = False
             finally:
                 breaker.record(ticket, verdict)
+                note_upstream(outbound.attempts[-1] if outbound.attempts else None)
         cache_key = target if cacheable_request(method, headers) else None
         if isinstance(result, Answer):
             if cache_key is not None and cacheable_answer(result.status, result.headers):

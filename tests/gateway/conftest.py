@@ -84,7 +84,10 @@ class Upstream:
         if self.mode == "slow":
             await asyncio.sleep(self.delay)
         payload = {"instance": self.name, "path": request.path_qs, "body": body.decode()}
-        return web.Response(text=json.dumps(payload), content_type="application/json")
+        headers = {"Cache-Control": request.query["cache"]} if "cache" in request.query else None
+        return web.Response(
+            text=json.dumps(payload), content_type="application/json", headers=headers
+        )
 
     async def start(self) -> None:
         app = web.Application()
@@ -148,8 +151,9 @@ def gateway_at() -> GatewayAt:
             # Everything public unless a test says otherwise (tests/gateway/test_auth.py).
             "public_routes": ("GET /api/v1", "HEAD /api/v1", "POST /api/v1"),
         }
+        tracer = overrides.pop("tracer", None)
         values.update(overrides)
-        app = create_app(GatewaySettings(**values), registry=CollectorRegistry())
+        app = create_app(GatewaySettings(**values), registry=CollectorRegistry(), tracer=tracer)
         async with serve_edge(app, port) as url:
             yield url
 
