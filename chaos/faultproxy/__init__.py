@@ -10,10 +10,15 @@ and units. The layout follows Toxiproxy's: `direction`, `toxics/` (one module pe
 behind a registry), `link` (one direction of one connection), `proxy` (one listener),
 `collection` (names), `api` (the JSON), plus `metrics` and `server`.
 
-Where it deliberately differs from Toxiproxy: toxicity outside 0..1 and negative toxic
-attributes are refused (400 "bad request body: ..."), an empty `listen` binds
-127.0.0.1:0 rather than every interface, a failed `/populate` or `listen` change leaves
-existing proxies as they were, the browser 403 body is JSON, and `/metrics` is always on.
+Where it deliberately differs from Toxiproxy:
+- toxicity outside 0..1 and negative toxic attributes are refused (400 "bad request
+  body: ..."); Toxiproxy stores them as given;
+- an empty `listen` binds 127.0.0.1:0 rather than every interface;
+- a failed `/populate` or `listen` change leaves existing proxies as they were;
+- toxicity is drawn once per connection and toxic (again when the toxic is updated),
+  not again whenever any toxic of the chain changes;
+- removing a `timeout` toxic closes only the connections it was affecting;
+- the browser 403 body is JSON, and `/metrics` is always on (no `-proxy-metrics` needed).
 """
 
 from __future__ import annotations
