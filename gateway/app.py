@@ -26,6 +26,7 @@ from gateway.middleware import (
     install_access_log_fields,
 )
 from gateway.proxy import ProxyMiddleware
+from gateway.public_api import openapi_document
 from gateway.runtime import Gateway
 
 
@@ -80,6 +81,13 @@ def create_app(
         if not ok:
             return problem_response(503, "Not ready", "See checks.", checks=checks)
         return JSONResponse({"status": "ready", "checks": checks})
+
+    document = openapi_document(settings)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        """The public API (the services' routes as clients reach them here)."""
+        return JSONResponse(document)
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:

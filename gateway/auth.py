@@ -23,14 +23,6 @@ def bearer_token(value: str) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def _parse(routes: Iterable[str]) -> tuple[tuple[str, str], ...]:
-    parsed = []
-    for route in routes:
-        method, _, path = route.strip().partition(" ")
-        parsed.append((method.upper(), path.strip().rstrip("/")))
-    return tuple(parsed)
-
-
 class Authenticator:
     """auth = Authenticator(settings, discovery)
 
@@ -41,7 +33,7 @@ class Authenticator:
     def __init__(self, settings: GatewaySettings, discovery: Discovery) -> None:
         self._settings = settings
         self._discovery = discovery
-        self._public = _parse(settings.public_routes)
+        self._public = self.parse_routes(settings.public_routes)
         # JwksCache refetches on an unknown kid (at most every few seconds): key rotation works.
         self._verifier = JwtVerifier(
             JwksCache(self._jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience
@@ -55,11 +47,25 @@ class Authenticator:
             raise RegistryError("no ready users instance to fetch the JWKS from")
         return instances[0].url.rstrip("/") + "/.well-known/jwks.json"
 
-    def is_public(self, method: str, path: str) -> bool:
-        for public_method, prefix in self._public:
-            if method == public_method and (path == prefix or path.startswith(prefix + "/")):
+    @staticmethod
+    def parse_routes(routes: Iterable[str]) -> tuple[tuple[str, str], ...]:
+        """("GET /api/v1/x/",) -> (("GET", "/api/v1/x"),)"""
+        parsed = []
+        for route in routes:
+            method, _, path = route.strip().partition(" ")
+            parsed.append((method.upper(), path.strip().rstrip("/")))
+        return tuple(parsed)
+
+    @staticmethod
+    def matches(routes: Iterable[tuple[str, str]], method: str, path: str) -> bool:
+        """Whether `method path` is one of `routes` or below one."""
+        for route_method, prefix in routes:
+            if method == route_method and (path == prefix or path.startswith(prefix + "/")):
                 return True
         return False
+
+    def is_public(self, method: str, path: str) -> bool:
+        return self.matches(self._public, method, path)
 
     async def verify(self, token: str) -> Claims:
         return await self._verifier.verify(token)

@@ -24,6 +24,7 @@ from backbone.service.problems import problem_response
 from gateway.auth import InvalidToken, bearer_token
 from gateway.fallback import cacheable_answer, cacheable_request
 from gateway.middleware.access import note_upstream
+from gateway.public_api import PublicRoutes
 from gateway.upstream import Answer, Failure, Outbound, outbound_headers
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ class ProxyMiddleware:
         self.app = app
         self.gateway = gateway
         self._services = frozenset(gateway.settings.services)
+        # Declared public routes by their template; anything else under a service by one label.
+        self._routes = PublicRoutes()
         self._labels = {s: RouteLabel(f"{PREFIX}{s}/{{path}}") for s in self._services}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,7 +79,8 @@ class ProxyMiddleware:
         if service not in self._services:  # the gateway's own /api/v1 routes, or a 404
             await self.app(scope, receive, send)
             return
-        scope["route"] = self._labels[service]
+        template = self._routes.match(scope["method"], path, service)
+        scope["route"] = self._labels[service] if template is None else RouteLabel(template)
         method: str = scope["method"]
         headers = scope["headers"]
         authorization = next((v for n, v in headers if n == b"authorization"), None)
