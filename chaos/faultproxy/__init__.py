@@ -7,8 +7,9 @@
 It speaks Toxiproxy 2.x's HTTP API and implements its toxics (latency, bandwidth,
 slow_close, timeout, reset_peer, slicer, limit_data) with the same names, attributes
 and units. The layout follows Toxiproxy's: `direction`, `toxics/` (one module per toxic
-behind a registry), `link` (one direction of one connection), `proxy` (one listener),
-`collection` (names), `api` (the JSON), plus `metrics` and `server`.
+behind a registry), `link` (one direction of one connection), `connection` (a client
+and its upstream), `proxy` (one listener), `collection` (names), `api` (the JSON), plus
+`metrics`, `server` and `cli`.
 
 Where it deliberately differs from Toxiproxy:
 - toxicity outside 0..1 and negative toxic attributes are refused (400 "bad request
