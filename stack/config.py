@@ -18,6 +18,14 @@ SERVICES: dict[str, int] = {
     "social": 8105,
 }
 GATEWAY_PORT = 8000
+# The monitoring processes `astra up` starts after the gateway (stack.observe.monitoring).
+MONITORING_PORTS: dict[str, int] = {
+    "prometheus": 9090,
+    "alertmanager": 9093,
+    "observe": 9099,  # registry -> Prometheus http_sd targets, alert webhook sink
+    "blackbox": 9115,
+    "redis-exporter": 9121,
+}
 
 
 class StackSettings(BaseSettings):
@@ -30,6 +38,7 @@ class StackSettings(BaseSettings):
     gateway_replicas: int = Field(default=1, ge=0, le=8)
     ready_timeout: float = 30.0
     restart_backoff_max: float = 30.0
+    monitoring: bool = True  # Prometheus, Alertmanager and exporters, when installed
 
     def instances(self, service: str) -> int:
         """`ASTRA_INSTANCES_trading=2` runs two trading instances."""
@@ -43,6 +52,9 @@ class StackSettings(BaseSettings):
 
     def gateway_port(self, index: int) -> int:
         return GATEWAY_PORT + (index - 1) + self.port_offset
+
+    def monitoring_port(self, name: str) -> int:
+        return MONITORING_PORTS[name] + self.port_offset
 
     @property
     def effective_redis_url(self) -> str:

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 from stack.config import SERVICES, StackSettings
+from stack.observe.monitoring import ProbingSupervisor, monitoring_children
 from stack.redis_server import RedisServer
-from stack.supervisor import Child, Supervisor, python_module
+from stack.supervisor import Child, python_module
 
 
 def _exists(module: str) -> bool:
@@ -81,7 +82,7 @@ async def run_stack(settings: StackSettings) -> int:
             run_dir / "redis", port=settings.redis_port + settings.port_offset, appendonly=True
         )
         redis.start()
-    supervisor = Supervisor(
+    supervisor = ProbingSupervisor(
         ready_timeout=settings.ready_timeout, backoff_max=settings.restart_backoff_max
     )
     stop = asyncio.Event()
@@ -92,10 +93,19 @@ async def run_stack(settings: StackSettings) -> int:
     try:
         for group in service_children(settings, run_dir, redis_url):
             await asyncio.gather(*(supervisor.start(child) for child in group))
+        notes: list[str] = []
+        if settings.monitoring:
+            monitoring, notes = monitoring_children(settings, run_dir, redis_url)
+            for group in monitoring:
+                await asyncio.gather(*(supervisor.start(child) for child in group))
         elapsed = time.monotonic() - started
         rows = [("redis", redis_url, str(redis.process.pid if redis and redis.process else "-"))]
         rows += [(c.name, c.url, str(c.pid)) for c in supervisor.children]
         _print_table(rows, elapsed)
+        for note in notes:
+            print(f"  note: {note}")
+        if notes:
+            print(flush=True)
         (run_dir / "stack.json").write_text(
             json.dumps(
                 {
