@@ -25,6 +25,7 @@ from gateway.middleware import (
     SecurityHeadersMiddleware,
     install_access_log_fields,
 )
+from gateway.operator import router as operator_router
 from gateway.proxy import ProxyMiddleware
 from gateway.public_api import openapi_document
 from gateway.runtime import Gateway
@@ -82,6 +83,7 @@ def create_app(
             return problem_response(503, "Not ready", "See checks.", checks=checks)
         return JSONResponse({"status": "ready", "checks": checks})
 
+    app.include_router(operator_router)
     document = openapi_document(settings)
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -74,6 +74,15 @@ class RateLimitSettings(_Part):
     redis_retry_seconds: float = Field(default=1.0, gt=0)  # skip Redis this long after a failure
 
 
+class AuditSettings(_Part):
+    enabled: bool = True
+    publish_timeout: float = Field(default=2.0, gt=0)  # seconds, per event
+    max_pending: int = Field(default=1000, ge=1)  # publications in flight; dropped above
+    max_entries: int = Field(default=10_000, ge=1)  # global trail, newest kept
+    max_entries_per_subject: int = Field(default=1000, ge=1)
+    subject_ttl_seconds: int = Field(default=90 * 24 * 3600, ge=1)  # idle subjects' trails
+
+
 class GatewaySettings(BaseSettings):
     """Everything the gateway process needs; tests build it directly.
 
@@ -110,6 +119,11 @@ class GatewaySettings(BaseSettings):
     )
     cors_origins: tuple[str, ...] = ("http://localhost:3000",)
     cors_allow_credentials: bool = True
+    # Bearer credential for the operator endpoints (/api/v1/services, /api/v1/audit).
+    operator_token: str = Field(
+        default="dev-operator-token", min_length=16, validation_alias="ASTRA_GATEWAY_OPERATOR_TOKEN"
+    )
+    audit: AuditSettings = AuditSettings()
     upstream: UpstreamSettings = UpstreamSettings()
     breaker: BreakerSettings = BreakerSettings()
     fallback: FallbackSettings = FallbackSettings()
@@ -128,6 +142,11 @@ class GatewaySettings(BaseSettings):
             raise ValueError("cors_origins may not contain '*' when credentials are allowed")
         if self.env == "prod" and self.registry.token.startswith("dev-"):
             raise ValueError("ASTRA_REGISTRY__TOKEN must be set to a real secret outside dev")
+        # Throwaway local and test stacks may use the placeholder; production may not.
+        if self.env == "prod" and self.operator_token.startswith("dev-"):
+            raise ValueError(
+                "ASTRA_GATEWAY_OPERATOR_TOKEN must be set to a real secret outside dev"
+            )
         return self
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from backbone.service.problems import problem_response
 from gateway.auth import InvalidToken, bearer_token
 from gateway.fallback import cacheable_answer, cacheable_request
 from gateway.middleware.access import note_upstream
-from gateway.public_api import PublicRoutes
+from gateway.public_api import AUDITED, PublicRoutes
 from gateway.upstream import Answer, Failure, Outbound, outbound_headers
 
 if TYPE_CHECKING:
@@ -49,6 +50,29 @@ class _TooLarge(Exception):
     pass
 
 
+CLAIMS_KEY = "astra.claims"  # scope key: the verified token's claims, when one was sent
+_AUDIT_BODY_LIMIT = 16 * 1024
+
+
+class _Outcome:
+    """What the client was sent: the status and, for audits that need it, a small body."""
+
+    def __init__(self, *, keep_body: bool) -> None:
+        self.status = 500
+        self.keep_body = keep_body
+        self.body = b""
+
+    def wrap(self, send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.status = message["status"]
+            elif self.keep_body and len(self.body) < _AUDIT_BODY_LIMIT:
+                self.body += message.get("body", b"")
+            await send(message)
+
+        return wrapped
+
+
 class ProxyMiddleware:
     """Answers `/api/v1/...` itself; everything else goes to `app`."""
 
@@ -61,26 +85,38 @@ class ProxyMiddleware:
         self._labels = {s: RouteLabel(f"{PREFIX}{s}/{{path}}") for s in self._services}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+        path: str = scope["path"] if scope["type"] == "http" else ""
+        service = path[len(PREFIX) :].split("/", 1)[0] if path.startswith(PREFIX) else ""
+        if service not in self._services:  # the gateway's own routes, or a 404
             await self.app(scope, receive, send)
             return
+        method: str = scope["method"]
+        template = self._routes.match(method, path, service)
+        scope["route"] = self._labels[service] if template is None else RouteLabel(template)
+        action = AUDITED.get((method, template or ""))
+        if action is None or not self.gateway.settings.audit.enabled:
+            await self._guarded(scope, receive, send, service)
+            return
+        started = time.perf_counter()
+        outcome = _Outcome(keep_body=action in ("register", "login"))
+        await self._guarded(scope, receive, outcome.wrap(send), service)
+        # The client has the whole answer now: record what happened, off the client path.
+        self.gateway.audit(
+            action, scope, outcome.status, outcome.body, time.perf_counter() - started
+        )
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, service: str) -> None:
         try:
-            await self._proxy(scope, receive, send)
+            await self._proxy(scope, receive, send, service)
         except Exception:
             log.exception("proxy error", extra={"path": scope["path"]})
             await problem_response(500, detail="An unexpected error occurred.")(
                 scope, receive, send
             )
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, service: str) -> None:
         gw = self.gateway
         path: str = scope["path"]
-        service = path[len(PREFIX) :].split("/", 1)[0]
-        if service not in self._services:  # the gateway's own /api/v1 routes, or a 404
-            await self.app(scope, receive, send)
-            return
-        template = self._routes.match(scope["method"], path, service)
-        scope["route"] = self._labels[service] if template is None else RouteLabel(template)
         method: str = scope["method"]
         headers = scope["headers"]
         authorization = next((v for n, v in headers if n == b"authorization"), None)
@@ -91,6 +127,7 @@ class ProxyMiddleware:
                 if token is None:
                     raise InvalidToken("not a bearer token")
                 claims = await gw.auth.verify(token)
+                scope[CLAIMS_KEY] = claims
             except InvalidToken as e:
                 gw.metrics.auth_failures.labels("invalid").inc()
                 await problem_response(

@@ -5,17 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
+from starlette.types import Scope
 
+from backbone.auth import Claims
+from backbone.bus.publisher import Publisher
 from backbone.registry import Discovery, InstanceInfo, Registrar
+from backbone.telemetry.correlation import get_correlation_id
+from contracts.gateway import ActionAuditedData
+from gateway.audit import AuditPublisher, AuditTrail, audit_trail_recorder
 from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker, State
 from gateway.config import GatewaySettings
 from gateway.fallback import StaleCache
 from gateway.metrics import BREAKER_STATES, GatewayMetrics, gateway_metrics
+from gateway.proxy import CLAIMS_KEY
 from gateway.ratelimit import RateLimiter
 from gateway.upstream import Upstreams
 
@@ -51,6 +60,18 @@ class Gateway:
         self.stale = StaleCache(settings.fallback)
         self.auth = Authenticator(settings, self.discovery)
         self.limiter = RateLimiter(self.redis, settings.rate_limit, self.metrics)
+        self.publisher = Publisher(
+            self.redis, producer="gateway", settings=settings.bus, registry=registry
+        )
+        self.auditor = AuditPublisher(self.publisher, settings.audit, self.metrics)
+        self.audit_trail = AuditTrail(self.redis)
+        self.recorder = audit_trail_recorder(
+            self.redis,
+            consumer=settings.instance_id,
+            bus=settings.bus,
+            settings=settings.audit,
+            registry=registry,
+        )
         self.registrar = Registrar(
             self.redis,
             InstanceInfo(
@@ -78,6 +99,13 @@ class Gateway:
         self._closers.append(self.discovery.aclose)
         await self.upstreams.start()
         self._closers.append(self.upstreams.aclose)
+        if self.settings.audit.enabled:
+            try:
+                await self.recorder.start()
+                self._closers.append(self.recorder.aclose)
+            except Exception:  # the edge still serves; this replica records no trail
+                log.exception("audit trail recorder did not start")
+        self._closers.append(self.auditor.aclose)  # closed before Redis and the recorder
         # Register last, so Prometheus (and operators) find only a working gateway.
         await self.registrar.start()
         self._closers.append(self.registrar.aclose)
@@ -99,6 +127,12 @@ class Gateway:
             redis_state = "ok"
         except Exception as e:
             redis_state = f"unreachable: {type(e).__name__}"
+        services = self.services_view()
+        ready = redis_state == "ok" and all(s["instances"] for s in services.values())
+        return ready, {"redis": redis_state, "services": services}
+
+    def services_view(self) -> dict[str, Any]:
+        """Per service: breaker state and the instances discovery sees, with balancer state."""
         services: dict[str, Any] = {}
         for service in self.settings.services:
             balancer = self.upstreams.balancer(service)
@@ -109,5 +143,44 @@ class Gateway:
                     for i in self.discovery.instances(service)
                 ],
             }
-        ready = redis_state == "ok" and all(s["instances"] for s in services.values())
-        return ready, {"redis": redis_state, "services": services}
+        return services
+
+    def audit(self, action: str, scope: Scope, status: int, body: bytes, elapsed: float) -> None:
+        """Publish, in the background, that `action` ended with `status` for the client."""
+        claims: Claims | None = scope.get(CLAIMS_KEY)
+        client = scope.get("client")
+        occurred_at = datetime.now(UTC)
+        cid = get_correlation_id() or ""
+        route = getattr(scope.get("route"), "path", scope["path"])
+
+        async def make() -> ActionAuditedData:
+            subject = claims.subject if claims is not None else None
+            if subject is None and 200 <= status < 300:
+                subject = await self._subject_of_answer(action, body)
+            return ActionAuditedData(
+                action=action,
+                subject=subject,
+                method=scope["method"],
+                route=route,
+                status=status,
+                latency_ms=round(elapsed * 1000, 3),
+                client_ip=client[0] if client else "",
+                correlation_id=cid,
+                occurred_at=occurred_at,
+            )
+
+        self.auditor.submit(make)
+
+    async def _subject_of_answer(self, action: str, body: bytes) -> str | None:
+        """Who registered (the new id) or logged in (the issued token's verified subject)."""
+        if action not in ("register", "login"):
+            return None
+        try:
+            doc = orjson.loads(body)
+            if action == "register":
+                return str(doc["id"])
+            if action == "login":
+                return (await self.auth.verify(str(doc["access_token"]))).subject
+        except Exception as e:
+            log.warning("audit: no subject in the %s answer: %r", action, e)
+        return None

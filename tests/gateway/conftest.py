@@ -20,7 +20,7 @@ import uvicorn
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from backbone.config import RegistrySettings
+from backbone.config import BusSettings, RegistrySettings
 from backbone.registry import InstanceInfo, Registrar
 from gateway.app import create_app
 from gateway.config import GatewaySettings
@@ -55,6 +55,7 @@ async def serve_edge(app: object, port: int) -> AsyncIterator[str]:
 
 
 FAST_REGISTRY = RegistrySettings(heartbeat_seconds=0.2, ttl_seconds=0.6, poll_seconds=0.1)
+FAST_BUS = BusSettings(block_ms=50, reaper_interval_ms=200)
 
 
 @dataclass
@@ -146,6 +147,7 @@ def gateway_at() -> GatewayAt:
             "port": port,
             "redis_url": redis_url,
             "registry": FAST_REGISTRY,
+            "bus": FAST_BUS,
             "services": ("users", "trading"),
             "instance_id": f"gateway-{port}",
             # Everything public unless a test says otherwise (tests/gateway/test_auth.py).
