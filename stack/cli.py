@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from stack.config import StackSettings
 
@@ -15,6 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="run Redis, the services and the gateway until Ctrl-C")
     docs = sub.add_parser("docs", help="regenerate the event catalogue (JSON Schema, AsyncAPI)")
     docs.add_argument("--check", action="store_true", help="fail if the committed docs differ")
+    trace = sub.add_parser("trace", help="print one request's spans from every process as a tree")
+    trace.add_argument("id", help="a trace ID, or a correlation ID (X-Correlation-ID)")
+    trace.add_argument("--json", action="store_true", help="the spans as JSON lines")
+    trace.add_argument("--run-dir", type=Path, help="default: ASTRA_RUN_DIR or var")
+    logs = sub.add_parser("logs", help="every process's log lines of one request, in time order")
+    logs.add_argument("--correlation-id", required=True)
+    logs.add_argument("--json", action="store_true", help="the lines as JSON")
+    logs.add_argument("--run-dir", type=Path, help="default: ASTRA_RUN_DIR or var")
     args = parser.parse_args(argv)
     if args.command == "up":
         from stack.up import run_stack
@@ -24,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
         from stack.catalog_docs import write_catalog_docs
 
         return write_catalog_docs(check=args.check)
+    if args.command == "trace":
+        from stack.observe.traces import trace_command
+
+        return trace_command(args.run_dir or StackSettings().run_dir, args.id, as_json=args.json)
+    if args.command == "logs":
+        from stack.observe.logs import logs_command
+
+        run_dir = args.run_dir or StackSettings().run_dir
+        return logs_command(run_dir, correlation_id=args.correlation_id, as_json=args.json)
     return 2
 
 
