@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from stack.redis_server import RedisServer
 
@@ -48,3 +54,37 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+# --- PostgreSQL, when there is one --------------------------------------------
+
+POSTGRES_URL_ENV = "ASTRA_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+_probed: dict[str, str | None] = {}  # url -> None when reachable, else why not
+
+
+async def _probe(url: str) -> str | None:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with asyncio.timeout(3), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    finally:
+        await engine.dispose()
+    return None
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The test PostgreSQL URL; skips (visibly, with the reason) when none answers."""
+    url = os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
+    if url not in _probed:
+        # Its own thread and loop: this fixture may be requested from a running loop.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            _probed[url] = pool.submit(asyncio.run, _probe(url)).result()
+    reason = _probed[url]
+    if reason is not None:
+        shown = make_url(url).render_as_string(hide_password=True)
+        pytest.skip(f"PostgreSQL not reachable at {shown} ({reason}); set {POSTGRES_URL_ENV}")
+    return url

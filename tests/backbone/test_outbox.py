@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import fcntl
 import os
 import signal
@@ -33,7 +31,6 @@ from sqlalchemy import (
     Table,
     func,
     insert,
-    make_url,
     select,
     text,
 )
@@ -43,7 +40,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import NullPool
 
 from backbone import keys
 from backbone.bus.envelope import decode
@@ -63,9 +59,6 @@ from tests.support.poll import poll_until
 
 pytestmark = pytest.mark.integration
 
-POSTGRES_URL_ENV = "ASTRA_TEST_POSTGRES_URL"
-DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-
 
 class Placed(BaseModel):
     order_id: int
@@ -78,38 +71,6 @@ class Filled(BaseModel):
 OrderPlaced = EventType("outboxtest", "order_placed", 1, Placed)
 OrderFilled = EventType("outboxtest", "order_filled", 1, Filled)
 PLACED, FILLED = OrderPlaced.stream_key, OrderFilled.stream_key
-
-
-# --- PostgreSQL, when there is one --------------------------------------------
-
-_probed: dict[str, str | None] = {}  # url -> None when reachable, else why not
-
-
-async def _probe(url: str) -> str | None:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with asyncio.timeout(3), engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except Exception as e:
-        return f"{type(e).__name__}: {e}"
-    finally:
-        await engine.dispose()
-    return None
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    """The test PostgreSQL URL; skips (visibly, with the reason) when none answers."""
-    url = os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
-    if url not in _probed:
-        # Its own thread and loop: this fixture may be requested from a running loop.
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            _probed[url] = pool.submit(asyncio.run, _probe(url)).result()
-    reason = _probed[url]
-    if reason is not None:
-        shown = make_url(url).render_as_string(hide_password=True)
-        pytest.skip(f"PostgreSQL not reachable at {shown} ({reason}); set {POSTGRES_URL_ENV}")
-    return url
 
 
 # --- a service database: one domain table and the outbox in one MetaData ------

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,9 +15,8 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, make_url, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from backbone import keys
 from backbone.bus.envelope import encode
@@ -39,60 +36,9 @@ from tests.support.tokens import TokenIssuer
 
 pytestmark = pytest.mark.integration
 
-POSTGRES_URL_ENV = "ASTRA_TEST_POSTGRES_URL"
-DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 FAST_BUS = BusSettings(block_ms=50, claim_idle_ms=500, reaper_interval_ms=100)
 FAST_REGISTRY = RegistrySettings(heartbeat_seconds=0.2, ttl_seconds=0.6, poll_seconds=0.1)
 UNLOCKS = AchievementUnlocked.stream_key
-
-# --- databases: an SQLite file, or a private PostgreSQL database per test --------
-
-_probed: dict[str, str | None] = {}  # url -> None when reachable, else why not
-
-
-async def _probe(url: str) -> str | None:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with asyncio.timeout(3), engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except Exception as e:
-        return f"{type(e).__name__}: {e}"
-    finally:
-        await engine.dispose()
-    return None
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    """The test PostgreSQL URL; skips (visibly, with the reason) when none answers."""
-    url = os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
-    if url not in _probed:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            _probed[url] = pool.submit(asyncio.run, _probe(url)).result()
-    reason = _probed[url]
-    if reason is not None:
-        shown = make_url(url).render_as_string(hide_password=True)
-        pytest.skip(f"PostgreSQL not reachable at {shown} ({reason}); set {POSTGRES_URL_ENV}")
-    return url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'nft.db'}"
-        return
-    base = request.getfixturevalue("postgres_url")
-    name = f"nft_test_{uuid.uuid4().hex[:12]}"  # the service creates its tables in it
-    admin = create_async_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
 
 # --- helpers -----------------------------------------------------------------------
 
