@@ -81,21 +81,22 @@ async def test_register_login_trade_through_the_gateway(stack: Stack) -> None:
             return next((e for e in r.json()["items"] if e["correlation_id"] == cid), None)
 
         entry = await poll_until(audited, "the order in the audit trail", 10)
+        assert entry is not None
         assert (entry["action"], entry["status"], entry["subject"]) == ("order", 201, user.id)
         assert entry["route"] == "/api/v1/trading/orders"
         actions = await http.get("/api/v1/audit", params={"subject": user.id}, headers=OPERATOR)
         assert {e["action"] for e in actions.json()["items"]} == {"register", "login", "order"}
 
     # Published after the outcome: the stream entry is younger than the fill.
-    redis = aioredis.Redis.from_url(str(stack.info["redis_url"]))
+    redis = aioredis.Redis.from_url(str(stack.info["redis_url"]), decode_responses=True)
     try:
-        entries = await redis.xrange(ActionAudited.stream_key)
+        entries: Any = await redis.xrange(ActionAudited.stream_key)
     finally:
         await redis.aclose()
     [entry_id] = [
-        eid for eid, fields in entries if json.loads(fields[b"envelope"])["correlation_id"] == cid
+        eid for eid, fields in entries if json.loads(fields["envelope"])["correlation_id"] == cid
     ]
-    published_ms = int(entry_id.split(b"-")[0])
+    published_ms = int(str(entry_id).split("-")[0])
     executed = placed.executed_at
     assert isinstance(executed, datetime)
     assert published_ms >= int(executed.timestamp() * 1000)
