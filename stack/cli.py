@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("--correlation-id", required=True)
     logs.add_argument("--json", action="store_true", help="the lines as JSON")
     logs.add_argument("--run-dir", type=Path, help="default: ASTRA_RUN_DIR or var")
+    dash = sub.add_parser("dashboards", help="generate dashboards/*.json or render them to PNG")
+    dash.add_argument("action", choices=["generate", "render"])
+    dash.add_argument("--check", action="store_true", help="generate: fail if the JSON differs")
+    dash.add_argument("--prometheus", help="render: default the stack's, 127.0.0.1:9090+offset")
+    dash.add_argument("--service", default="trading", help="render: $service of Service detail")
+    dash.add_argument("--run-dir", type=Path, help="render: PNGs go to <run_dir>/dashboards/")
     args = parser.parse_args(argv)
     if args.command == "up":
         from stack.up import run_stack
@@ -42,6 +48,19 @@ def main(argv: list[str] | None = None) -> int:
 
         run_dir = args.run_dir or StackSettings().run_dir
         return logs_command(run_dir, correlation_id=args.correlation_id, as_json=args.json)
+    if args.command == "dashboards":
+        from stack.observe.dashboards import generate
+
+        if args.action == "generate":
+            return generate(check=args.check)
+        from stack.observe.render import render_dashboards
+
+        settings = StackSettings()
+        prometheus = args.prometheus or f"http://127.0.0.1:{settings.monitoring_port('prometheus')}"
+        out = (args.run_dir or settings.run_dir) / "dashboards"
+        for path in render_dashboards(prometheus, out, {"service": args.service}):
+            print(path)
+        return 0
     return 2
 
 
