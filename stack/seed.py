@@ -24,9 +24,16 @@ PASSWORD = "demo-password-1"  # noqa: S105 - public demo accounts on a local sta
 async def _call(
     session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
 ) -> tuple[int, Any]:
-    async with session.request(method, url, **kwargs) as response:
-        body = await response.json(content_type=None)
-        return response.status, body
+    """One request; a 429 is waited out as its Retry-After says (login is rate limited)."""
+    for _ in range(20):
+        async with session.request(method, url, **kwargs) as response:
+            body = await response.json(content_type=None)
+            if response.status != 429:
+                return response.status, body
+            wait = min(float(response.headers.get("Retry-After", "1")), 30.0)
+        print(f"  rate limited; retrying in {wait:.0f}s")
+        await asyncio.sleep(wait)
+    return 429, None
 
 
 async def seed(base: str, trades_per_user: int = 4, seed: int = 7) -> int:

@@ -82,6 +82,10 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         "ASTRA_REGISTRY__TTL_SECONDS": "1.5",
         "ASTRA_REGISTRY__POLL_SECONDS": "0.25",
         "ASTRA_TELEMETRY__LOG_LEVEL": "INFO",
+        # Every test client is 127.0.0.1: the login/register limit (0.2/s per IP)
+        # would make each scenario wait for tokens, so tests widen it.
+        "ASTRA_RATE_LIMIT__AUTH__RATE": "50",
+        "ASTRA_RATE_LIMIT__AUTH__BURST": "200",
         "PYTHONPATH": str(ROOT),
     }
     log = (tmp_path / "astra-up.log").open("wb")
