@@ -75,8 +75,9 @@ def stack_overview() -> db.Dashboard:
             _stat(
                 "Gateway 5xx ratio (1h)",
                 "percentunit",
-                f'sum(rate(astra_http_server_requests_total{{service="gateway",{NOT_PROBES},'
-                f'status=~"5.."}}[1h])) / sum(rate(astra_http_server_requests_total'
+                # `or vector(0)`: no 5xx series at all reads 0, not "no data"
+                f'(sum(rate(astra_http_server_requests_total{{service="gateway",{NOT_PROBES},'
+                f'status=~"5.."}}[1h])) or vector(0)) / sum(rate(astra_http_server_requests_total'
                 f'{{service="gateway",{NOT_PROBES}}}[1h]))',
             )
         )
@@ -114,8 +115,10 @@ def stack_overview() -> db.Dashboard:
                 "5xx ratio by service",
                 "percentunit",
                 _query(
-                    "sum by (service) (rate(astra_http_server_requests_total"
-                    f'{{{NOT_PROBES},status=~"5.."}}[{RATE}])) / sum by (service) (rate('
+                    "(sum by (service) (rate(astra_http_server_requests_total"
+                    f'{{{NOT_PROBES},status=~"5.."}}[{RATE}])) or 0 * sum by (service) (rate('
+                    f"astra_http_server_requests_total{{{NOT_PROBES}}}[{RATE}])))"
+                    " / sum by (service) (rate("
                     f"astra_http_server_requests_total{{{NOT_PROBES}}}[{RATE}]))",
                     "{{service}}",
                 ),
