@@ -3,9 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SYSTEM := redis-server:redis-server redis-benchmark:redis-tools
+SYSTEM := redis-server:redis-server redis-benchmark:redis-tools \
+          prometheus:prometheus promtool:prometheus \
+          prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
+          prometheus-redis-exporter:prometheus-redis-exporter \
+          prometheus-blackbox-exporter:prometheus-blackbox-exporter
 
-.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs seed-data
+.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs seed-data dashboards
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +30,17 @@ check: test
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/astra dashboards generate --check
+	$(BIN)/astra docs --check
 
 typecheck: $(STAMP)
 	$(BIN)/mypy backbone contracts stack chaos gateway services bench
 
 pytest: $(STAMP) system
 	$(BIN)/pytest
+
+dashboards: $(STAMP)
+	$(BIN)/astra dashboards generate
 
 seed-data: $(STAMP)
 	$(BIN)/python -m stack.seed

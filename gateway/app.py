@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from backbone.service.app import metrics_response
+from backbone.service.app import NATIVE_TELEMETRY_OFF, metrics_response
 from backbone.service.problems import install_problem_handlers, problem_response
 from backbone.telemetry.asgi import TelemetryMiddleware
 from backbone.telemetry.http_metrics import http_metrics
@@ -58,6 +58,7 @@ def create_app(
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        **NATIVE_TELEMETRY_OFF,
     )
     app.state.gateway = gateway
     install_problem_handlers(app)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
@@ -23,6 +25,15 @@ from backbone.telemetry.logs import setup_logging
 from backbone.telemetry.tracing import build_tracer_provider, install_tracer_provider
 
 log = logging.getLogger("backbone.service")
+
+# FastAPI >= 0.16x instruments itself (a second server span per request, plus
+# dependency/endpoint spans and its own metrics); TelemetryMiddleware already does
+# what we want at a fraction of the cost, so the native layer is switched off.
+NATIVE_TELEMETRY_OFF: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 
 def metrics_response(request: Request, registry: CollectorRegistry) -> Response:
@@ -54,6 +65,7 @@ def create_service_app(
         description=spec.description,
         version=settings.version,
         lifespan=lifespan,
+        **NATIVE_TELEMETRY_OFF,
     )
     install_problem_handlers(app)
     for error_type, handler in spec.exception_handlers.items():

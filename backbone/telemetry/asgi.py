@@ -74,17 +74,20 @@ class TelemetryMiddleware:
 
         self.metrics.in_flight.inc()
         span: Any = None
-        try:
-            if quiet:
-                await self.app(scope, receive, send_wrapper)
-                return
+        if not quiet:
             parent = (
                 context_from_traceparent(traceparent.decode("latin-1")) if traceparent else None
             )
-            with self.tracer.start_as_current_span(
-                method, context=parent, kind=_SERVER, record_exception=True
-            ) as span:
+            # Started and ended here, not in a `with`: the route template is only
+            # known once the app has routed, and the span must still be open to
+            # take its final name and attributes.
+            span = self.tracer.start_span(method, context=parent, kind=_SERVER)
+        try:
+            if span is None:
                 await self.app(scope, receive, send_wrapper)
+            else:
+                with trace.use_span(span, end_on_exit=False, record_exception=True):
+                    await self.app(scope, receive, send_wrapper)
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
@@ -94,19 +97,21 @@ class TelemetryMiddleware:
             sampled = ctx is not None and ctx.trace_flags.sampled
             exemplar = {"trace_id": format(ctx.trace_id, "032x")} if sampled and ctx else None
             self.metrics.duration.labels(method, route).observe(elapsed, exemplar)
-            if span is not None and span.is_recording():
-                span.update_name(f"{method} {route}")
-                span.set_attributes(
-                    {
-                        "http.request.method": method,
-                        "http.route": route,
-                        "url.path": scope["path"],
-                        "http.response.status_code": status,
-                        "astra.correlation_id": cid,
-                    }
-                )
-                if status >= 500:
-                    span.set_status(trace.StatusCode.ERROR)
+            if span is not None:
+                if span.is_recording():
+                    span.update_name(f"{method} {route}")
+                    span.set_attributes(
+                        {
+                            "http.request.method": method,
+                            "http.route": route,
+                            "url.path": scope["path"],
+                            "http.response.status_code": status,
+                            "astra.correlation_id": cid,
+                        }
+                    )
+                    if status >= 500:
+                        span.set_status(trace.StatusCode.ERROR)
+                span.end()
             if not quiet:
                 fields: dict[str, Any] = {
                     "method": method,
