@@ -29,7 +29,10 @@ class BusSettings(_Settings):
     claim_idle_ms: int = Field(default=30_000, ge=1)  # reaper claims entries idle this long
     reaper_interval_ms: int = Field(default=5_000, ge=1)
     max_deliveries: int = Field(default=5, ge=1)  # handler failures before the DLQ
-    processed_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)  # idempotency markers
+    # Idempotency markers must outlive the gap between processing an event and a
+    # duplicate of it (an outbox resend lands right behind the original, so both
+    # are read close together). Memory: ~200 B x events/s x TTL (1 h at 1k/s: ~0.7 GB).
+    processed_ttl_seconds: int = Field(default=3600, ge=1)
     lag_budget_events: int = Field(default=10_000, ge=1)
     lag_budget_seconds: float = Field(default=3600.0, gt=0)
     default_retention: StreamRetentionSettings = StreamRetentionSettings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from backbone.config import BusSettings
 from backbone.errors import PublishError
 from backbone.telemetry.correlation import ensure_correlation_id, get_causation_id
 from backbone.telemetry.propagation import current_traceparent
+from backbone.telemetry.tracing import resolve_tracer
 
 _PRODUCER = trace.SpanKind.PRODUCER
 
@@ -54,38 +56,39 @@ class Publisher:
         self._redis = redis
         self._producer = producer
         self._settings = settings
-        self._tracer = tracer or trace.get_tracer("backbone.bus")
+        self._tracer = resolve_tracer("backbone.bus", tracer)
         self._metrics = bus_metrics(registry)
         self._retention: dict[str, Retention] = {}
         for stream in settings.retention:
             self._retention[stream] = retention_for(settings, stream)
         retention_for(settings, "default")  # the default must respect the budget too
 
-    def _xadd_kwargs(self, stream: str) -> dict[str, Any]:
+    def _xadd_args(self, stream: str) -> tuple[Any, ...]:
+        """`XADD stream MAXLEN|MINID ~ n` up to the ID, built from the stream's retention."""
         retention = self._retention.get(stream)
         if retention is None:
             retention = self._retention[stream] = retention_for(self._settings, stream)
-        return retention.xadd_kwargs()
-
-    def _encode(self, event_type: EventType[Any], data: BaseModel) -> tuple[str, bytes]:
-        return envelope.encode(
-            event_type,
-            data,
-            producer=self._producer,
-            correlation_id=ensure_correlation_id(),
-            causation_id=get_causation_id(),
-            traceparent=current_traceparent(),
-        )
+        kwargs = retention.xadd_kwargs()
+        if "maxlen" in kwargs:
+            return ("XADD", stream, "MAXLEN", "~", kwargs["maxlen"])
+        return ("XADD", stream, "MINID", "~", kwargs["minid"])
 
     async def publish(self, event_type: EventType[Any], data: BaseModel) -> Published:
         stream = event_type.stream_key
         with self._tracer.start_as_current_span(f"{stream} publish", kind=_PRODUCER) as span:
-            event_id, body = self._encode(event_type, data)
+            event_id, body = envelope.encode(
+                event_type,
+                data,
+                producer=self._producer,
+                correlation_id=ensure_correlation_id(),
+                causation_id=get_causation_id(),
+                traceparent=current_traceparent(),
+            )
             if span.is_recording():
                 span.set_attributes(_span_attributes(stream, event_id))
             try:
-                entry_id = await self._redis.xadd(
-                    stream, {keys.ENVELOPE_FIELD: body}, **self._xadd_kwargs(stream)
+                entry_id = await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                    *self._xadd_args(stream), "*", keys.ENVELOPE_FIELD, body
                 )
             except RedisError as e:
                 self._metrics.publish_failures.labels(stream, "direct").inc()
@@ -108,26 +111,40 @@ class Publisher:
                 span.set_attributes(
                     {"messaging.system": "redis", "messaging.batch.message_count": len(events)}
                 )
+            # The context is the same for the whole batch: read it once.
+            correlation_id = ensure_correlation_id()
+            causation_id = get_causation_id()
+            traceparent = current_traceparent()
             pipe = self._redis.pipeline(transaction=False)
             ids: list[tuple[str, str]] = []
+            prefixes: dict[str, tuple[Any, ...]] = {}
             for event_type, data in events:
                 stream = event_type.stream_key
-                event_id, body = self._encode(event_type, data)
+                event_id, body = envelope.encode(
+                    event_type,
+                    data,
+                    producer=self._producer,
+                    correlation_id=correlation_id,
+                    causation_id=causation_id,
+                    traceparent=traceparent,
+                )
                 ids.append((event_id, stream))
-                pipe.xadd(stream, {keys.ENVELOPE_FIELD: body}, **self._xadd_kwargs(stream))
+                prefix = prefixes.get(stream)
+                if prefix is None:
+                    prefix = prefixes[stream] = self._xadd_args(stream)
+                pipe.execute_command(*prefix, "*", keys.ENVELOPE_FIELD, body)
             try:
                 entry_ids = await pipe.execute(raise_on_error=True)
             except RedisError as e:
-                for _, stream in ids:
-                    self._metrics.publish_failures.labels(stream, "direct").inc()
+                for stream, count in Counter(stream for _, stream in ids).items():
+                    self._metrics.publish_failures.labels(stream, "direct").inc(count)
                 raise PublishError(f"batch of {len(events)} not fully accepted: {e}") from e
-        published = [
+        for stream, count in Counter(stream for _, stream in ids).items():
+            self._metrics.published.labels(stream, "direct").inc(count)
+        return [
             Published(event_id, stream, _text(entry_id))
             for (event_id, stream), entry_id in zip(ids, entry_ids, strict=True)
         ]
-        for p in published:
-            self._metrics.published.labels(p.stream, "direct").inc()
-        return published
 
 
 def _span_attributes(stream: str, event_id: str) -> dict[str, str]:

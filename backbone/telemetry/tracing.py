@@ -99,6 +99,19 @@ def build_tracer_provider(
     return provider
 
 
+def resolve_tracer(name: str, tracer: trace.Tracer | None = None) -> trace.Tracer:
+    """`tracer`, else the installed provider's, else a no-op tracer.
+
+    Without an SDK provider the API hands out proxy tracers whose spans still cost
+    several microseconds each; a hot loop (the bus) asks once and keeps a no-op.
+    """
+    if tracer is not None:
+        return tracer
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return trace.NoOpTracer()
+    return trace.get_tracer(name)
+
+
 def install_tracer_provider(provider: TracerProvider) -> None:
     """Make `provider` the process-global one (OpenTelemetry allows this once per process)."""
     trace.set_tracer_provider(provider)

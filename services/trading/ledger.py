@@ -33,9 +33,9 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
-import uuid6
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backbone.ids import uuid7
 from backbone.outbox import Outbox, OutboxRelay
 from contracts.trading import (
     PositionUpdated,
@@ -173,7 +173,7 @@ class Ledger:
             apply = self._buy if side == "buy" else self._sell
             change = await apply(session, user_id, symbol, quantity, price, now)
             order = Order(
-                id=str(uuid6.uuid7()),
+                id=uuid7(),
                 user_id=user_id,
                 trade_number=change.balance.trade_count,
                 symbol=symbol,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import uuid6
 from fastapi import APIRouter, Response
 from sqlalchemy.exc import IntegrityError
 
+from backbone.ids import uuid7
 from backbone.service import ProblemError
 from backbone.service.auth import CurrentUser
 from contracts.users import UserLoggedIn, UserLoggedInData, UserRegistered, UserRegisteredData
@@ -49,7 +49,7 @@ async def register(body: UserCreate, ctx: Users) -> UserPublic:
     if name_taken or email_taken:  # cheap answer before the expensive hash
         raise _conflict(name_taken)
     password_hash = await ctx.passwords.hash(body.password)
-    user_id, now = str(uuid6.uuid7()), datetime.now(UTC)
+    user_id, now = uuid7(), datetime.now(UTC)
     try:
         async with ctx.sessions() as session, session.begin():
             await store.insert_user(

@@ -101,3 +101,22 @@ def test_invalid_envelopes_are_refused_with_reason() -> None:
     env = decode(raw).model_copy(update={"data": {"n": "x"}})
     with pytest.raises(EnvelopeError, match="n:"):
         decode_data(Pinged, env)
+
+
+def test_uuid7_stays_ordered_and_on_time_at_high_rates() -> None:
+    import time
+    import uuid
+
+    from backbone.ids import uuid7
+
+    started_ms = time.time_ns() // 1_000_000
+    ids = [uuid7() for _ in range(100_000)]
+    finished_ms = time.time_ns() // 1_000_000
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    parsed = uuid.UUID(ids[-1])
+    assert parsed.version == 7
+    assert parsed.variant == uuid.RFC_4122
+    stamp_ms = int(ids[-1].replace("-", "")[:12], 16)
+    # A generator that bumps the millisecond per id would be ~100 s ahead here.
+    assert started_ms <= stamp_ms <= finished_ms + 50
