@@ -252,7 +252,7 @@ class TimedConsumer(Consumer):
         try:
             return await super()._already_processed(stream, events)
         finally:
-            self.spent["marker check (EXISTS pipeline)"] += time.perf_counter() - started
+            self.spent["marker check (MGET)"] += time.perf_counter() - started
 
     async def _commit_batch(self, *args: Any) -> None:
         started = time.perf_counter()

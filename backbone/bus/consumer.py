@@ -38,7 +38,7 @@ from backbone.bus.envelope import Envelope
 from backbone.bus.metrics import BusMetrics, bus_metrics
 from backbone.bus.streams import EventType, Retention, retention_for
 from backbone.config import BusSettings
-from backbone.errors import BusError, EnvelopeError, UnknownEventTypeError
+from backbone.errors import BusError, EnvelopeError
 from backbone.telemetry import correlation
 from backbone.telemetry.propagation import context_from_traceparent, current_traceparent
 from backbone.telemetry.tracing import resolve_tracer
@@ -138,6 +138,7 @@ class Consumer:
         # that the previous event's effects wrote (read-modify-write handlers).
         self._commit_each = commit_each
         self._tracer = resolve_tracer("backbone.bus", tracer)
+        self._tracing = not isinstance(self._tracer, trace.NoOpTracer)
         self._metrics = bus_metrics(registry)
         # Labelled children looked up once: `labels()` costs a microsecond per call.
         self._stream_metrics = {
@@ -323,17 +324,16 @@ class Consumer:
             failed: list[tuple[Event[Any], str]] = []
             for event in events:
                 prior = failures.get(event.entry_id, 0)
-                marker = keys.processed_marker(stream, self.group, event.event_id)
                 if event.event_id in duplicates:  # applied before, or earlier in this batch
                     self._stream_metrics[stream].duplicates.inc()
-                    commits.append((marker, event.entry_id, prior > 0, None))
+                    commits.append((event.event_id, event.entry_id, prior > 0, None))
                     continue
                 if prior:
                     event = _with_attempt(event, prior + 1)
                 outcome = await self._handle(stream, handler, event)
                 if isinstance(outcome, Effects):
                     duplicates.add(event.event_id)
-                    entry = (marker, event.entry_id, prior > 0, outcome)
+                    entry = (event.event_id, event.entry_id, prior > 0, outcome)
                     if self._commit_each:
                         await self._commit_batch(stream, fkey, [entry])
                     else:
@@ -352,13 +352,7 @@ class Consumer:
     ) -> Event[Any]:
         if raw is None:
             raise EnvelopeError(f"entry has no {keys.ENVELOPE_FIELD!r} field")
-        env = envelope_codec.decode(raw)
-        if env.type != event_type.type or env.version != event_type.version:
-            raise UnknownEventTypeError(
-                f"{stream} carries {event_type.type} v{event_type.version}, "
-                f"got {env.type} v{env.version}"
-            )
-        data = envelope_codec.decode_data(event_type, env)
+        env, data = envelope_codec.decode_typed(event_type, raw)
         return Event(stream, entry_id, env, data, 1)
 
     async def _handle(self, stream: str, handler: Handler, event: Event[Any]) -> Effects | str:
@@ -368,6 +362,8 @@ class Consumer:
         cause = correlation.set_causation_id(env.event_id)
         started = time.perf_counter()
         try:
+            if not self._tracing:
+                return await self._invoke(stream, handler, event, None)
             with self._tracer.start_as_current_span(
                 f"{stream} process",
                 context=context_from_traceparent(env.traceparent),
@@ -387,24 +383,28 @@ class Consumer:
                             "astra.delivery.attempt": event.attempt,
                         }
                     )
-                ctx = HandlerContext(self, event)
-                try:
-                    await handler(event, ctx)
-                except Exception as e:  # a handler's failure is data, not a crash
-                    span.record_exception(e)
-                    span.set_status(trace.StatusCode.ERROR, type(e).__name__)
-                    self._stream_metrics[stream].failed.inc()
-                    log.warning(
-                        "handler failed",
-                        exc_info=True,
-                        extra=_log_fields(stream, self.group, event),
-                    )
-                    return f"{type(e).__name__}: {e}"[:2000]
-                return ctx.effects
+                return await self._invoke(stream, handler, event, span)
         finally:
             self._stream_metrics[stream].duration.observe(time.perf_counter() - started)
             correlation.reset_causation_id(cause)
             correlation.reset_correlation_id(cid)
+
+    async def _invoke(
+        self, stream: str, handler: Handler, event: Event[Any], span: trace.Span | None
+    ) -> Effects | str:
+        ctx = HandlerContext(self, event)
+        try:
+            await handler(event, ctx)
+        except Exception as e:  # a handler's failure is data, not a crash
+            if span is not None:
+                span.record_exception(e)
+                span.set_status(trace.StatusCode.ERROR, type(e).__name__)
+            self._stream_metrics[stream].failed.inc()
+            log.warning(
+                "handler failed", exc_info=True, extra=_log_fields(stream, self.group, event)
+            )
+            return f"{type(e).__name__}: {e}"[:2000]
+        return ctx.effects
 
     async def _failure_counts(self, fkey: str, events: list[Event[Any]]) -> dict[str, int]:
         values = await self.redis.hmget(fkey, [e.entry_id for e in events])
@@ -424,7 +424,9 @@ class Consumer:
         fkey: str,
         commits: list[tuple[str, str, bool, Effects | None]],
     ) -> None:
-        args = commit_args(stream, self.group, self.settings.processed_ttl_seconds, fkey, commits)
+        prefix = keys.processed_marker(stream, self.group, "")
+        ttl = self.settings.processed_ttl_seconds
+        args = commit_args(stream, self.group, ttl, fkey, prefix, commits)
         applied = await self._commit(keys=[], args=args)
         fresh = sum(1 for a in applied if a)
         # An event can also turn out to be a duplicate at commit (a peer applied it

@@ -20,19 +20,22 @@ from __future__ import annotations
 
 from typing import Any
 
-# ARGV layout: stream, group, ttl, failures_key, n_events, then per event:
-#   marker, entry_id, had_failures ("0"/"1"), n_cmds, then per command: n_args, args...
+# ARGV layout: stream, group, ttl, failures_key, marker_prefix, n_events, then per event:
+#   event_id, entry_id, meta (= 2 * n_cmds + had_failures), then per command: n_args, args...
+# The marker key is marker_prefix .. event_id: every argument the script need not
+# receive per event is time the client spends packing and the server parsing.
 COMMIT_SCRIPT = """
-local stream, group, ttl, fkey = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local n = tonumber(ARGV[5])
-local i = 6
+local stream, group, ttl, fkey, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local n = tonumber(ARGV[6])
+local i = 7
 local applied = {}
 local ids = {}
 for e = 1, n do
-  local marker, entry_id, had_failures = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local ncmds = tonumber(ARGV[i + 3])
-  i = i + 4
-  local fresh = redis.call('SET', marker, '1', 'NX', 'EX', ttl)
+  local event_id, entry_id = ARGV[i], ARGV[i + 1]
+  local meta = tonumber(ARGV[i + 2])
+  local ncmds = math.floor(meta / 2)
+  i = i + 3
+  local fresh = redis.call('SET', prefix .. event_id, '1', 'NX', 'EX', ttl)
   for c = 1, ncmds do
     local nargs = tonumber(ARGV[i])
     if fresh then
@@ -40,7 +43,7 @@ for e = 1, n do
     end
     i = i + 1 + nargs
   end
-  if had_failures == '1' then
+  if meta % 2 == 1 then
     redis.call('HDEL', fkey, entry_id)
   end
   ids[#ids + 1] = entry_id
@@ -84,13 +87,14 @@ def commit_args(
     group: str,
     ttl_seconds: int,
     failures_key: str,
+    marker_prefix: str,
     events: list[tuple[str, str, bool, Effects | None]],
 ) -> list[Any]:
-    """Flatten `(marker, entry_id, had_failures, effects)` per event into the script's ARGV."""
-    args: list[Any] = [stream, group, ttl_seconds, failures_key, len(events)]
-    for marker, entry_id, had_failures, effects in events:
+    """Flatten `(event_id, entry_id, had_failures, effects)` per event into the script's ARGV."""
+    args: list[Any] = [stream, group, ttl_seconds, failures_key, marker_prefix, len(events)]
+    for event_id, entry_id, had_failures, effects in events:
         commands = effects.commands if effects is not None else ()
-        args += (marker, entry_id, "1" if had_failures else "0", len(commands))
+        args += (event_id, entry_id, 2 * len(commands) + had_failures)
         for command in commands:
             args.append(len(command))
             args.extend(command)

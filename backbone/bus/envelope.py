@@ -9,13 +9,14 @@ pydantic, then the data against the model its event type declares.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from functools import cache
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from backbone.bus.streams import EventType
-from backbone.errors import EnvelopeError
+from backbone.errors import EnvelopeError, UnknownEventTypeError
 from backbone.ids import uuid7
 
 _UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -77,6 +78,44 @@ def encode(
         "data": orjson.Fragment(data.__pydantic_serializer__.to_json(data)),
     }
     return eid, orjson.dumps(body)
+
+
+@cache
+def typed_envelope(event_type: EventType[Any]) -> type[Envelope]:
+    """An Envelope whose `type`/`version` are pinned and whose `data` is the event's model.
+
+    One `model_validate_json` call then validates the envelope and the data together,
+    about twice as fast as validating the envelope and then its data.
+    """
+    model: type[Envelope] = create_model(
+        f"{event_type.model.__name__}Envelope",
+        __base__=Envelope,
+        type=(Literal[event_type.type], ...),  # type: ignore[arg-type]
+        version=(Literal[event_type.version], ...),  # type: ignore[arg-type]
+        data=(event_type.model, ...),
+    )
+    return model
+
+
+def decode_typed(event_type: EventType[Any], raw: bytes | str) -> tuple[Envelope, BaseModel]:
+    """The envelope and its data in one pass; on any failure, the precise reason.
+
+    The fast path validates against the typed envelope. When that fails, the
+    general path runs so the error names what is wrong (not an envelope at all,
+    another type or version, or data that does not fit the model).
+    """
+    try:
+        env = typed_envelope(event_type).model_validate_json(raw)
+    except ValidationError:
+        env = decode(raw)
+        if env.type != event_type.type or env.version != event_type.version:
+            raise UnknownEventTypeError(
+                f"{event_type.stream_key} carries {event_type.type} v{event_type.version}, "
+                f"got {env.type} v{env.version}"
+            ) from None
+        return env, decode_data(event_type, env)
+    data: BaseModel = env.data  # type: ignore[assignment]
+    return env, data
 
 
 def decode(raw: bytes | str) -> Envelope:
