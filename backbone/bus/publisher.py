@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -57,6 +58,8 @@ class Publisher:
         self._producer = producer
         self._settings = settings
         self._tracer = resolve_tracer("backbone.bus", tracer)
+        self._tracing = not isinstance(self._tracer, trace.NoOpTracer)
+        self._published: dict[str, Any] = {}  # stream -> counter child (labels() is slow)
         self._metrics = bus_metrics(registry)
         self._retention: dict[str, Retention] = {}
         for stream in settings.retention:
@@ -73,6 +76,12 @@ class Publisher:
             return ("XADD", stream, "MAXLEN", "~", kwargs["maxlen"])
         return ("XADD", stream, "MINID", "~", kwargs["minid"])
 
+    def _published_counter(self, stream: str) -> Any:
+        child = self._published.get(stream)
+        if child is None:
+            child = self._published[stream] = self._metrics.published.labels(stream, "direct")
+        return child
+
     async def publish(self, event_type: EventType[Any], data: BaseModel) -> Published:
         stream = event_type.stream_key
         with self._tracer.start_as_current_span(f"{stream} publish", kind=_PRODUCER) as span:
@@ -82,7 +91,7 @@ class Publisher:
                 producer=self._producer,
                 correlation_id=ensure_correlation_id(),
                 causation_id=get_causation_id(),
-                traceparent=current_traceparent(),
+                traceparent=current_traceparent() if self._tracing else None,
             )
             if span.is_recording():
                 span.set_attributes(_span_attributes(stream, event_id))
@@ -93,7 +102,7 @@ class Publisher:
             except RedisError as e:
                 self._metrics.publish_failures.labels(stream, "direct").inc()
                 raise PublishError(f"{stream}: Redis did not accept {event_id}: {e}") from e
-        self._metrics.published.labels(stream, "direct").inc()
+        self._published_counter(stream).inc()
         return Published(event_id, stream, _text(entry_id))
 
     async def publish_batch(
@@ -114,7 +123,8 @@ class Publisher:
             # The context is the same for the whole batch: read it once.
             correlation_id = ensure_correlation_id()
             causation_id = get_causation_id()
-            traceparent = current_traceparent()
+            traceparent = current_traceparent() if self._tracing else None
+            occurred_at = datetime.now(UTC)  # one instant for events published together
             pipe = self._redis.pipeline(transaction=False)
             ids: list[tuple[str, str]] = []
             prefixes: dict[str, tuple[Any, ...]] = {}
@@ -127,6 +137,7 @@ class Publisher:
                     correlation_id=correlation_id,
                     causation_id=causation_id,
                     traceparent=traceparent,
+                    occurred_at=occurred_at,
                 )
                 ids.append((event_id, stream))
                 prefix = prefixes.get(stream)
@@ -140,7 +151,7 @@ class Publisher:
                     self._metrics.publish_failures.labels(stream, "direct").inc(count)
                 raise PublishError(f"batch of {len(events)} not fully accepted: {e}") from e
         for stream, count in Counter(stream for _, stream in ids).items():
-            self._metrics.published.labels(stream, "direct").inc(count)
+            self._published_counter(stream).inc(count)
         return [
             Published(event_id, stream, _text(entry_id))
             for (event_id, stream), entry_id in zip(ids, entry_ids, strict=True)
