@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +34,7 @@ from backbone.registry import Discovery, InstanceInfo, Registrar
 from backbone.service.config import ServiceSettings
 
 log = logging.getLogger("backbone.service")
+_SCHEMA_LOCK = 0x4153_5452_4153_4348  # pg advisory lock key for schema creation ("ASTRASCH")
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
@@ -176,11 +179,37 @@ class Runtime:
             Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_async_engine(url, pool_pre_ping=True)
         self._closers.append(self.engine.dispose)
-        async with self.engine.begin() as conn:
-            if url.startswith("sqlite"):
-                await conn.execute(text("PRAGMA journal_mode=WAL"))
-            await conn.run_sync(metadata.create_all)
+        await self._create_schema(self.engine, metadata)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @staticmethod
+    async def _create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
+        """create_all, serialised between instances starting together on one database.
+
+        Without it two instances race between "does the table exist" and CREATE
+        TABLE, and the loser dies at start-up ("table already exists").
+        """
+        dialect = engine.dialect.name
+        if dialect == "postgresql":
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK}
+                )
+                await conn.run_sync(metadata.create_all)
+            return
+        database = engine.url.database or ""
+        lock_fd = None
+        if dialect == "sqlite" and database and database != ":memory:":
+            lock_fd = os.open(f"{database}.schema-lock", os.O_RDWR | os.O_CREAT, 0o600)
+            await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
+        try:
+            async with engine.begin() as conn:
+                if dialect == "sqlite":
+                    await conn.execute(text("PRAGMA journal_mode=WAL"))
+                await conn.run_sync(metadata.create_all)
+        finally:
+            if lock_fd is not None:
+                os.close(lock_fd)  # closing the descriptor releases the flock
 
     async def aclose(self) -> None:
         """Close in reverse order of opening: deregister first, the Redis client last."""

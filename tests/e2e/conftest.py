@@ -64,7 +64,13 @@ def free_offset() -> int:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def stack_env() -> dict[str, str]:
+    """Extra environment for `astra up`; override it in a test module to shape the stack."""
+    return {}
+
+
+@pytest.fixture
+def stack(tmp_path: Path, stack_env: dict[str, str]) -> Iterator[Stack]:
     missing = [s for s in SERVICES if not (ROOT / "services" / s / "__main__.py").exists()]
     if missing:
         pytest.skip(f"services not built yet: {missing}")
@@ -87,6 +93,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         "ASTRA_RATE_LIMIT__AUTH__RATE": "50",
         "ASTRA_RATE_LIMIT__AUTH__BURST": "200",
         "PYTHONPATH": str(ROOT),
+        **stack_env,
     }
     log = (tmp_path / "astra-up.log").open("wb")
     process = subprocess.Popen(
