@@ -213,8 +213,9 @@ class NoMarkersConsumer(Consumer):
         fkey: str,
         commits: list[tuple[str, str, bool, Effects | None]],
         *_: Any,  # older kernels also passed the batch's duplicates
-    ) -> None:
+    ) -> list[tuple[str, str]]:
         await self.redis.xack(stream, self.group, *[entry_id for _, entry_id, _, _ in commits])
+        return []
 
 
 class TimedConsumer(Consumer):
@@ -254,10 +255,10 @@ class TimedConsumer(Consumer):
         finally:
             self.spent["marker check (MGET)"] += time.perf_counter() - started
 
-    async def _commit_batch(self, *args: Any) -> None:
+    async def _commit_batch(self, *args: Any) -> list[tuple[str, str]]:
         started = time.perf_counter()
         try:
-            await super()._commit_batch(*args)
+            return await super()._commit_batch(*args)
         finally:
             self.spent["commit (Lua: SET NX EX + XACK)"] += time.perf_counter() - started
 

@@ -61,6 +61,7 @@ class Event(Generic[D]):
     envelope: Envelope
     data: D
     attempt: int  # 1 on first delivery; handler failures so far + 1
+    raw: bytes = b""  # the entry's envelope bytes, as published (kept for the DLQ)
 
     @property
     def event_id(self) -> str:
@@ -322,7 +323,10 @@ class Consumer:
             duplicates = await self._already_processed(stream, events)
             commits: list[tuple[str, str, bool, Effects | None]] = []
             failed: list[tuple[Event[Any], str]] = []
+            by_entry = {event.entry_id: event for event in events}
             for event in events:
+                if self._stopping.is_set():
+                    break  # commit what was handled; the rest stays pending for later
                 prior = failures.get(event.entry_id, 0)
                 if event.event_id in duplicates:  # applied before, or earlier in this batch
                     self._stream_metrics[stream].duplicates.inc()
@@ -335,13 +339,13 @@ class Consumer:
                     duplicates.add(event.event_id)
                     entry = (event.event_id, event.entry_id, prior > 0, outcome)
                     if self._commit_each:
-                        await self._commit_batch(stream, fkey, [entry])
+                        await self._commit_and_settle(stream, fkey, [entry], by_entry)
                     else:
                         commits.append(entry)
                 else:
                     failed.append((event, outcome))
             if commits:
-                await self._commit_batch(stream, fkey, commits)
+                await self._commit_and_settle(stream, fkey, commits, by_entry)
             for event, error in failed:
                 await self._record_failure(stream, fkey, event, error)
         finally:
@@ -353,7 +357,7 @@ class Consumer:
         if raw is None:
             raise EnvelopeError(f"entry has no {keys.ENVELOPE_FIELD!r} field")
         env, data = envelope_codec.decode_typed(event_type, raw)
-        return Event(stream, entry_id, env, data, 1)
+        return Event(stream, entry_id, env, data, 1, raw)
 
     async def _handle(self, stream: str, handler: Handler, event: Event[Any]) -> Effects | str:
         """Run the handler in the event's trace and correlation; its effects, or the error."""
@@ -418,24 +422,47 @@ class Consumer:
         )
         return {e.event_id for e, hit in zip(events, found, strict=True) if hit is not None}
 
+    async def _commit_and_settle(
+        self,
+        stream: str,
+        fkey: str,
+        commits: list[tuple[str, str, bool, Effects | None]],
+        by_entry: dict[str, Event[Any]],
+    ) -> None:
+        """Commit; an event whose effects Redis refused goes to the DLQ, never "consumed"."""
+        for entry_id, error in await self._commit_batch(stream, fkey, commits):
+            event = by_entry[entry_id]
+            self._stream_metrics[stream].failed.inc()
+            log.error("effects refused by Redis", extra={**_log_fields(stream, self.group, event)})
+            fields = {_ENVELOPE_KEY: event.raw or event.envelope.model_dump_json().encode()}
+            await self._dead_letter(stream, entry_id, fields, error, event.attempt, "effect_error")
+
     async def _commit_batch(
         self,
         stream: str,
         fkey: str,
         commits: list[tuple[str, str, bool, Effects | None]],
-    ) -> None:
+    ) -> list[tuple[str, str]]:
+        """Run the commit script; `(entry_id, error)` of events whose effects failed."""
         prefix = keys.processed_marker(stream, self.group, "")
         ttl = self.settings.processed_ttl_seconds
         args = commit_args(stream, self.group, ttl, fkey, prefix, commits)
-        applied = await self._commit(keys=[], args=args)
-        fresh = sum(1 for a in applied if a)
-        # An event can also turn out to be a duplicate at commit (a peer applied it
-        # first): the SET NX in the script saw the marker and nothing was re-applied.
-        late_duplicates = len(applied) - fresh - sum(1 for c in commits if c[3] is None)
+        results = await self._commit(keys=[], args=args)
+        fresh = late_duplicates = 0
+        errors: list[tuple[str, str]] = []
+        for (_, entry_id, _, effects), result in zip(commits, results, strict=True):
+            if isinstance(result, bytes | str):
+                errors.append((entry_id, _text(result)))
+            elif result:
+                fresh += 1
+            elif effects is not None:
+                # A peer applied it first: the marker existed and nothing was re-applied.
+                late_duplicates += 1
         if fresh:
             self._stream_metrics[stream].consumed.inc(fresh)
-        if late_duplicates > 0:
+        if late_duplicates:
             self._stream_metrics[stream].duplicates.inc(late_duplicates)
+        return errors
 
     async def _record_failure(self, stream: str, fkey: str, event: Event[Any], error: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -445,7 +472,7 @@ class Consumer:
         )
         failures, _ = await pipe.execute()
         if int(failures) >= self.settings.max_deliveries:
-            fields = {_ENVELOPE_KEY: event.envelope.model_dump_json().encode()}
+            fields = {_ENVELOPE_KEY: event.raw or event.envelope.model_dump_json().encode()}
             await self._dead_letter(
                 stream, event.entry_id, fields, error, int(failures), "failures"
             )
@@ -534,7 +561,7 @@ def _entries(response: Any) -> list[RawEntry]:
 
 
 def _with_attempt(event: Event[Any], attempt: int) -> Event[Any]:
-    return Event(event.stream, event.entry_id, event.envelope, event.data, attempt)
+    return Event(event.stream, event.entry_id, event.envelope, event.data, attempt, event.raw)
 
 
 def _log_fields(stream: str, group: str, event: Event[Any]) -> dict[str, Any]:

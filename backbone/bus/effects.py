@@ -2,10 +2,13 @@
 
 A handler that keeps its state in Redis does not write directly: it queues
 commands on `ctx.effects`, and the consumer applies them in one Lua script that
-also sets the group's processed-marker (SET NX) and XACKs the entry. Either the
-effect, the marker and the ack all happen or none does, so a consumer killed
-between handling and ack leaves nothing half-applied, and a redelivered event
-whose marker exists is acked without re-applying anything.
+also sets the group's processed-marker and XACKs the entry. A script runs
+atomically, so a consumer killed between handling and ack leaves nothing
+half-applied, and a redelivered event whose marker exists is acked without
+re-applying anything. Redis cannot roll a script back: if an effect command
+itself fails (WRONGTYPE, say), the effects before it stay applied, the event gets
+no marker and no ack, and the consumer moves it to the dead-letter stream with
+the error — never reported as consumed.
 
 Events the handler publishes (`ctx.publish`) are XADDs in the same script: a
 Redis-native outbox for handlers whose state is in Redis.
@@ -28,26 +31,39 @@ COMMIT_SCRIPT = """
 local stream, group, ttl, fkey, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local n = tonumber(ARGV[6])
 local i = 7
-local applied = {}
+local results = {}
 local ids = {}
 for e = 1, n do
   local event_id, entry_id = ARGV[i], ARGV[i + 1]
   local meta = tonumber(ARGV[i + 2])
   local ncmds = math.floor(meta / 2)
   i = i + 3
-  local fresh = redis.call('SET', prefix .. event_id, '1', 'NX', 'EX', ttl)
+  local marker = prefix .. event_id
+  local fresh = redis.call('EXISTS', marker) == 0
+  local err = nil
   for c = 1, ncmds do
     local nargs = tonumber(ARGV[i])
-    if fresh then
-      redis.call(unpack(ARGV, i + 1, i + nargs))
+    if fresh and err == nil then
+      local reply = redis.pcall(unpack(ARGV, i + 1, i + nargs))
+      if type(reply) == 'table' and reply.err then
+        err = reply.err
+      end
     end
     i = i + 1 + nargs
   end
-  if meta % 2 == 1 then
-    redis.call('HDEL', fkey, entry_id)
+  if err then
+    -- No marker, no ack: the consumer dead-letters the entry with this error.
+    results[#results + 1] = 'effect failed: ' .. err
+  else
+    if fresh then
+      redis.call('SET', marker, '1', 'EX', ttl)
+    end
+    if meta % 2 == 1 then
+      redis.call('HDEL', fkey, entry_id)
+    end
+    ids[#ids + 1] = entry_id
+    results[#results + 1] = fresh and 1 or 0
   end
-  ids[#ids + 1] = entry_id
-  applied[#applied + 1] = fresh and 1 or 0
   if #ids == 500 then
     redis.call('XACK', stream, group, unpack(ids))
     ids = {}
@@ -56,7 +72,7 @@ end
 if #ids > 0 then
   redis.call('XACK', stream, group, unpack(ids))
 end
-return applied
+return results
 """
 
 
@@ -74,8 +90,13 @@ class Effects:
         self.commands: list[tuple[Any, ...]] = []
 
     def call(self, *args: str | bytes | int | float) -> None:
+        """Queue one command. Arguments are checked here, inside the handler, so a
+        bad one fails the handler (retry, then DLQ) instead of the batch's commit."""
         if not args:
             raise ValueError("a command needs a name")
+        for arg in args:
+            if isinstance(arg, bool) or not isinstance(arg, str | bytes | int | float):
+                raise TypeError(f"effect arguments are str, bytes, int or float, not {arg!r}")
         self.commands.append(args)
 
     def __len__(self) -> int:

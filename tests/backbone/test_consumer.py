@@ -267,7 +267,7 @@ async def _all_acked(redis: aioredis.Redis, total: int) -> bool:
     return applied == total and await pending(redis) == 0
 
 
-async def test_sigterm_finishes_the_batch_in_flight(
+async def test_sigterm_commits_what_was_handled_and_loses_nothing(
     redis_url: str, redis_client: aioredis.Redis
 ) -> None:
     total = 400
@@ -286,7 +286,9 @@ async def test_sigterm_finishes_the_batch_in_flight(
     finally:
         child.kill()
     assert await redis_client.get("test:stopped:graceful") == b"1"
-    assert await pending(redis_client) == 0  # everything it had read was finished and acked
+    # It stopped mid-batch: what it had handled was committed and acked; the rest of
+    # that batch (fewer than one batch) stays pending for this consumer name.
+    assert await pending(redis_client) < 50
     applied = int(await redis_client.get("test:applied"))
     assert 60 <= applied < total
     assert int(await redis_client.get("test:handled")) == applied  # no handler run was wasted
@@ -367,3 +369,45 @@ async def test_commit_each_lets_handlers_read_their_own_writes(
     assert seen == expected
     assert int(await redis_client.get("count")) == 4
     assert await pending(redis_client) == 0
+
+
+async def test_an_effect_redis_refuses_goes_to_the_dlq_not_consumed(
+    redis_client: aioredis.Redis,
+) -> None:
+    registry = CollectorRegistry()
+    await redis_client.set("not-a-hash", "x")
+    await publisher(redis_client, registry).publish_batch([(Pinged, Ping(n=i)) for i in (1, 2, 3)])
+
+    async def handle(event: Event[Ping], ctx: HandlerContext) -> None:
+        ctx.effects.call("INCR", f"count:{event.data.n}")
+        if event.data.n == 2:
+            ctx.effects.call("HINCRBY", "not-a-hash", "f", 1)  # WRONGTYPE at commit
+            ctx.effects.call("INCR", "after:2")
+
+    consumer = Consumer(
+        redis_client, group="g", consumer="c1", handlers={Pinged: handle}, settings=FAST,
+        producer="test", registry=registry,
+    )  # fmt: skip
+    await consumer.run(burst=True)
+    assert await pending(redis_client) == 0
+    [(_, fields)] = await redis_client.xrange(keys.dead_letter_stream(STREAM))
+    assert fields[b"reason"] == b"effect_error"
+    assert b"WRONGTYPE" in fields[b"error"]
+    assert b'"n":2' in fields[b"envelope"]
+    # Redis cannot roll back what ran before the failing command; nothing after it ran,
+    # and the events around it were applied and consumed.
+    assert await redis_client.get("after:2") is None
+    assert await redis_client.get("count:1") == b"1"
+    assert await redis_client.get("count:3") == b"1"
+    assert value(registry, "astra_bus_consumed_events_total", stream=STREAM, group="g") == 2
+
+
+def test_effect_arguments_are_checked_in_the_handler() -> None:
+    from backbone.bus.effects import Effects
+
+    effects = Effects()
+    effects.call("SET", "k", 1, 2.5, b"x")
+    for bad in (True, None, {"a": 1}):
+        with pytest.raises(TypeError):
+            effects.call("SET", "k", bad)  # type: ignore[arg-type]
+    assert len(effects) == 1
