@@ -35,6 +35,10 @@ log = logging.getLogger("gateway.proxy")
 
 PREFIX = "/api/v1/"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+# Non-idempotent routes whose service honours `Idempotency-Key` (a retry with the
+# same key executes once). Only these may be retried on another instance; any
+# other write could be applied twice when an instance dies after doing the work.
+_HONOURS_IDEMPOTENCY_KEY = frozenset({("POST", "/api/v1/trading/orders")})
 _CHALLENGE = 'Bearer realm="astratrade"'
 STALE_IF_ERROR = frozenset({500, 502, 503, 504})  # RFC 5861
 
@@ -44,6 +48,10 @@ class RouteLabel:
     """Stands in `scope["route"]` so access logs and RED metrics name a bounded template."""
 
     path: str
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
 
 
 class _TooLarge(Exception):
@@ -168,6 +176,8 @@ class ProxyMiddleware:
             return
         try:
             body = await _read_body(scope, receive, gw.settings.upstream.max_body_bytes)
+        except _ClientGone:
+            return  # never forward a body the client did not finish sending
         except _TooLarge:
             await problem_response(
                 413,
@@ -188,7 +198,11 @@ class ProxyMiddleware:
                 headers, client_ip=client_ip, scheme=scope.get("scheme", "http")
             ),
             body=body,
-            retryable=method in _IDEMPOTENT or any(n == b"idempotency-key" for n, _ in headers),
+            retryable=method in _IDEMPOTENT
+            or (
+                (method, getattr(scope.get("route"), "path", "")) in _HONOURS_IDEMPOTENCY_KEY
+                and any(n == b"idempotency-key" for n, _ in headers)
+            ),
         )
         breaker = gw.breakers[service]
         ticket = breaker.admit()
@@ -270,7 +284,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise _ClientGone
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -73,8 +73,13 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Its own session: Ctrl-C on `astra up` must not reach Redis directly, or
+        # Redis would be gone before the services finish and ack their batches.
         self.process = subprocess.Popen(
-            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         self._wait_ready(timeout)
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,6 +12,8 @@ import aiohttp
 import jwt
 
 from backbone.errors import AstraError
+
+log = logging.getLogger("backbone.auth")
 
 
 class JwksFetchError(AstraError):
@@ -35,6 +38,7 @@ class JwksCache:
         self._timeout = timeout
         self._keys: dict[str, Any] = {}
         self._fetched_at = 0.0
+        self._attempted_at = float("-inf")
         self._lock = asyncio.Lock()
 
     async def _resolve_url(self) -> str:
@@ -44,15 +48,30 @@ class JwksCache:
         return await result if not isinstance(result, str) else result
 
     async def get(self, kid: str) -> Any:
-        """The public key for `kid`, refreshing the set at most every `min_refresh_interval`."""
-        age = time.monotonic() - self._fetched_at
-        if kid in self._keys and age < self._max_age:
+        """The public key for `kid`; None when the issuer does not know it.
+
+        Refreshes when the set is older than `max_age` or `kid` is unknown, at most
+        once per `min_refresh_interval` (successful or not), so neither unknown kids
+        nor an unreachable issuer make every request wait on a fetch. While the
+        issuer is unreachable, keys already known keep verifying: an outage of the
+        users service must not log everybody out.
+        """
+        now = time.monotonic()
+        if kid in self._keys and now - self._fetched_at < self._max_age:
             return self._keys[kid]
         async with self._lock:
-            age = time.monotonic() - self._fetched_at
-            stale = kid not in self._keys or age >= self._max_age
-            if stale and (age >= self._min_interval or not self._keys):
-                await self._refresh()
+            now = time.monotonic()
+            fresh = kid in self._keys and now - self._fetched_at < self._max_age
+            if not fresh and (now - self._attempted_at >= self._min_interval or not self._keys):
+                self._attempted_at = now
+                try:
+                    await self._refresh()
+                except JwksFetchError:
+                    if kid not in self._keys:
+                        raise
+                    log.warning(
+                        "JWKS refresh failed; verifying with the cached key", extra={"kid": kid}
+                    )
         return self._keys.get(kid)
 
     async def _refresh(self) -> None:
@@ -71,8 +90,11 @@ class JwksCache:
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             raise JwksFetchError(f"cannot fetch JWKS from {url}: {e}") from e
         keys: dict[str, Any] = {}
-        for jwk in jwt.PyJWKSet.from_dict(document).keys:
-            if jwk.key_id:
-                keys[jwk.key_id] = jwk.key
+        try:
+            for jwk in jwt.PyJWKSet.from_dict(document).keys:
+                if jwk.key_id:
+                    keys[jwk.key_id] = jwk.key
+        except (jwt.PyJWTError, AttributeError, TypeError) as e:
+            raise JwksFetchError(f"unusable JWKS from {url}: {e}") from e
         self._keys = keys
         self._fetched_at = time.monotonic()
