@@ -94,8 +94,8 @@ class Runtime:
 
     async def start(self) -> None:
         s, spec = self.settings, self.spec
+        self._closers.append(self.redis.aclose)  # first in, last out; closed even if ping fails
         await self.redis.ping()
-        self._closers.append(self.redis.aclose)
         if spec.metadata is not None:
             await self._open_database(spec.metadata)
         if spec.outbox:
@@ -161,13 +161,12 @@ class Runtime:
         if self.settings.jwks_url:
             return self.settings.jwks_url
         if self._discovery is None:
+            # Asked rarely (the JWKS cache refreshes every few minutes at most), so a
+            # one-off refresh, not a watcher polling Redis for the process's life.
             self._discovery = Discovery(
                 self.redis, self.settings.registry, services=["users"], registry=CollectorRegistry()
             )
-            await self._discovery.start()
-            self._closers.insert(1, self._discovery.aclose)  # closed just before Redis
-        else:
-            await self._discovery.refresh()
+        await self._discovery.refresh()
         instances = self._discovery.instances("users")
         if not instances:
             raise RegistryError("no ready users instance to fetch the JWKS from")
