@@ -16,7 +16,6 @@ PREFIX = "astra"
 STREAM_PREFIX = f"{PREFIX}."
 DLQ_SUFFIX = ".dlq"
 ENVELOPE_FIELD = "envelope"  # the one stream-entry field holding the JSON envelope
-DLQ_FIELDS = ("envelope", "stream", "entry_id", "group", "error", "attempts", "failed_at")
 
 
 def stream_name(domain: str, event: str, version: int) -> str:

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError, ResponseError
 
 from backbone import keys
+from backbone._text import text
 from backbone.bus import envelope as envelope_codec
 from backbone.bus.effects import COMMIT_SCRIPT, Effects, commit_args
 from backbone.bus.envelope import Envelope
@@ -252,7 +253,7 @@ class Consumer:
             if not entries:
                 return
             await self._process(stream, entries, redelivered=True)
-            start = _text(entries[-1][0])
+            start = text(entries[-1][0])
 
     async def _reap_loop(self) -> None:
         interval = self.settings.reaper_interval_ms / 1000
@@ -286,7 +287,7 @@ class Consumer:
             if claimed:
                 self._metrics.retried.labels(stream, self.group).inc(len(claimed))
                 await self._process(stream, claimed, redelivered=True)
-            start = _text(next_id)
+            start = text(next_id)
             if start == "0-0" or self._stopping.is_set():
                 return
 
@@ -307,7 +308,7 @@ class Consumer:
         try:
             events: list[Event[Any]] = []
             for raw_id, fields in entries:
-                entry_id = _text(raw_id)
+                entry_id = text(raw_id)
                 if fields is None:  # trimmed while pending: nothing left to deliver
                     self._metrics.trimmed_before_ack.labels(stream, self.group).inc()
                     await self.redis.xack(stream, self.group, entry_id)
@@ -452,7 +453,7 @@ class Consumer:
         errors: list[tuple[str, str]] = []
         for (_, entry_id, _, effects), result in zip(commits, results, strict=True):
             if isinstance(result, bytes | str):
-                errors.append((entry_id, _text(result)))
+                errors.append((entry_id, text(result)))
             elif result:
                 fresh += 1
             elif effects is not None:
@@ -572,7 +573,3 @@ def _log_fields(stream: str, group: str, event: Event[Any]) -> dict[str, Any]:
         "event_id": event.event_id,
         "attempt": event.attempt,
     }
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from redis.exceptions import RedisError, ResponseError
 
 from backbone import keys
+from backbone._text import text
 from backbone.bus.metrics import bus_metrics
 
 log = logging.getLogger("backbone.bus.monitor")
@@ -69,7 +70,7 @@ class StreamMonitor:
                 groups = await self._redis.xinfo_groups(stream)
             except ResponseError:  # stream not created yet
                 continue
-            by_name = {_text(g["name"]): g for g in groups}
+            by_name = {text(g["name"]): g for g in groups}
             for s, group in self._watched:
                 if s != stream or not group or group not in by_name:
                     continue
@@ -81,7 +82,3 @@ class StreamMonitor:
                 oldest = await self._redis.xpending_range(stream, group, "-", "+", 1)
                 age = int(oldest[0]["time_since_delivered"]) / 1000 if oldest else 0.0
                 m.oldest_pending_age.labels(stream, group).set(age)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from backbone import keys
+from backbone._text import text
 from backbone.bus import envelope
 from backbone.bus.metrics import bus_metrics
 from backbone.bus.streams import EventType, Retention, retention_for
@@ -103,7 +104,7 @@ class Publisher:
                 self._metrics.publish_failures.labels(stream, "direct").inc()
                 raise PublishError(f"{stream}: Redis did not accept {event_id}: {e}") from e
         self._published_counter(stream).inc()
-        return Published(event_id, stream, _text(entry_id))
+        return Published(event_id, stream, text(entry_id))
 
     async def publish_batch(
         self, events: Sequence[tuple[EventType[Any], BaseModel]]
@@ -153,7 +154,7 @@ class Publisher:
         for stream, count in Counter(stream for _, stream in ids).items():
             self._published_counter(stream).inc(count)
         return [
-            Published(event_id, stream, _text(entry_id))
+            Published(event_id, stream, text(entry_id))
             for (event_id, stream), entry_id in zip(ids, entry_ids, strict=True)
         ]
 
@@ -165,7 +166,3 @@ def _span_attributes(stream: str, event_id: str) -> dict[str, str]:
         "messaging.operation.type": "publish",
         "messaging.message.id": event_id,
     }
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

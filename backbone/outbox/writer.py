@@ -14,6 +14,7 @@ from backbone.bus.envelope import encode, new_event_id
 from backbone.bus.streams import EventType
 from backbone.telemetry.correlation import ensure_correlation_id, get_causation_id
 from backbone.telemetry.propagation import current_traceparent
+from backbone.telemetry.tracing import resolve_tracer
 
 D = TypeVar("D", bound=BaseModel)
 
@@ -37,7 +38,7 @@ class Outbox:
     def __init__(self, table: Table, producer: str, *, tracer: trace.Tracer | None = None) -> None:
         self.table = table
         self.producer = producer
-        self._tracer = tracer or trace.get_tracer(TRACER_NAME)
+        self._tracer = resolve_tracer(TRACER_NAME, tracer)
 
     async def add(
         self, session: AsyncSession | AsyncConnection, event_type: EventType[D], data: D

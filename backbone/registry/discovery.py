@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from backbone import keys
+from backbone._text import text
 from backbone.config import RegistrySettings
 from backbone.errors import RegistryError
 from backbone.registry._record import RecordRejected, RejectReason, decode_record
@@ -67,10 +68,6 @@ class _ServiceView:
             tuple(e.info for e in ready),
             min((e.deadline for e in ready), default=math.inf),
         )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Discovery:
@@ -244,7 +241,7 @@ class Discovery:
         if self._services is None:
             services = [
                 name
-                for name, score in ((_text(m), s) for m, s in replies[1])
+                for name, score in ((text(m), s) for m, s in replies[1])
                 if score >= now_ms and _NAME_RE.fullmatch(name)
             ]
             pipe = self._redis.pipeline(transaction=False)
@@ -257,7 +254,7 @@ class Discovery:
 
         # Members whose score is past have expired (or are about to be pruned).
         live: dict[str, list[tuple[str, float]]] = {
-            service: [(_text(m), s) for m, s in members if s >= now_ms]
+            service: [(text(m), s) for m, s in members if s >= now_ms]
             for service, members in zip(services, indexes, strict=True)
         }
         wanted = [service for service, members in live.items() if members]
