@@ -44,8 +44,18 @@ class Gateway:
         self.metrics_registry = registry
         self.metrics: GatewayMetrics = gateway_metrics(registry)
         # Short timeouts: the edge must notice a Redis outage, not wait on it.
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=0.5, socket_timeout=1.0
+        # A blocking pool: under load, callers wait briefly for a connection instead
+        # of failing with MaxConnectionsError (redis-py's default pool holds 100).
+        self.redis: aioredis.Redis = (
+            aioredis.Redis.from_pool(  # from_pool: aclose() closes the pool too
+                aioredis.BlockingConnectionPool.from_url(
+                    settings.redis_url,
+                    max_connections=256,
+                    timeout=1.0,
+                    socket_connect_timeout=0.5,
+                    socket_timeout=1.0,
+                )
+            )
         )
         self.discovery = Discovery(
             self.redis, settings.registry, services=settings.services, registry=registry

@@ -72,8 +72,19 @@ class Runtime:
         self.spec = spec
         self.settings = settings
         self.metrics_registry = registry
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+        # A blocking pool: a burst waits briefly for a connection instead of failing
+        # with MaxConnectionsError (redis-py's default pool holds 100).
+        self.redis: aioredis.Redis = (
+            aioredis.Redis.from_pool(  # from_pool: aclose() closes the pool too
+                aioredis.BlockingConnectionPool.from_url(
+                    settings.redis_url,
+                    max_connections=256,
+                    timeout=2.0,
+                    socket_connect_timeout=2,
+                    socket_timeout=5,
+                    health_check_interval=10,
+                )
+            )
         )
         self.engine: AsyncEngine | None = None
         self.sessions: async_sessionmaker[AsyncSession] | None = None

@@ -33,6 +33,10 @@ class JsonFormatter(logging.Formatter):
         self.instance_id = instance_id
 
     def format(self, record: logging.LogRecord) -> str:
+        # stderr and the file format the same record: build the line once.
+        cached = record.__dict__.get("_astra_json")
+        if isinstance(cached, str):
+            return cached
         body: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="microseconds"),
             "level": record.levelname,
@@ -53,7 +57,9 @@ class JsonFormatter(logging.Formatter):
                 body[key] = value
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(body, default=str).decode()
+        line = orjson.dumps(body, default=str).decode()
+        record.__dict__["_astra_json"] = line
+        return line
 
 
 def log_file(log_dir: Path, service: str, instance_id: str) -> Path:

@@ -66,3 +66,21 @@ async def test_without_redis_each_replica_limits_in_memory() -> None:
         assert (await limiter.check("default", rule, "ip:1.2.3.4")).allowed
     finally:
         await dead.aclose()
+
+
+@pytest.mark.integration
+async def test_high_rates_are_not_capped_by_millisecond_rounding(
+    redis_client: aioredis.Redis,
+) -> None:
+    """At 100,000 req/s with a burst of 5, back-to-back requests all pass: storing the
+    arrival time rounded up to whole milliseconds would refuse all but the first."""
+    registry = CollectorRegistry()
+    limiter = RateLimiter(redis_client, RateLimitSettings(), GatewayMetrics(registry))
+    rule = RateLimitRule(rate=100_000, burst=5)
+    decisions = [await limiter.check("default", rule, "sub:fast") for _ in range(50)]
+    assert all(d.allowed for d in decisions)
+    by_redis = registry.get_sample_value(
+        "astra_gateway_rate_limit_decisions_total",
+        {"policy": "default", "decision": "allowed", "backend": "redis"},
+    )
+    assert by_redis == 50

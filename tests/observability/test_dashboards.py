@@ -137,3 +137,31 @@ def test_render_writes_one_png_per_dashboard(observed: ObservedStack, tmp_path: 
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size > 10_000
+
+
+def test_every_overview_panel_returns_data_after_traffic(observed: ObservedStack) -> None:
+    """The Stack overview is what on-call opens first: no panel may sit empty."""
+    from stack.observe.render import query_range
+
+    prometheus = observed.prometheus()
+    overview = load()["stack-overview"]
+    queries = [
+        (panel.get("title", "?"), concrete(target["expr"], {}))
+        for panel in overview["panels"]
+        for target in panel.get("targets", [])
+    ]
+    assert len(queries) >= 8
+
+    def empty_panels() -> list[str]:
+        with httpx.Client(timeout=10) as http:
+            return [title for title, expr in queries if not query_range(http, prometheus, expr)]
+
+    last: list[str] = []
+
+    def all_have_data() -> bool:
+        nonlocal last
+        last = empty_panels()
+        return not last
+
+    poll_until_sync(all_have_data, "data in every overview panel", timeout=60, interval=2)
+    assert last == []
