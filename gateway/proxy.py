@@ -128,7 +128,11 @@ class ProxyMiddleware:
         method: str = scope["method"]
         headers = scope["headers"]
         authorization = next((v for n, v in headers if n == b"authorization"), None)
+        client = scope.get("client")
+        client_ip: str = client[0] if client else ""
+        policy, rule = gw.limiter.policy_for(method, path)
         claims: Claims | None = None
+        rejection: tuple[str, str, str] | None = None  # (metric reason, detail, challenge)
         if authorization is not None:
             token = bearer_token(authorization.decode("latin-1"))
             try:
@@ -137,30 +141,17 @@ class ProxyMiddleware:
                 claims = await gw.auth.verify(token)
                 scope[CLAIMS_KEY] = claims
             except InvalidToken as e:
-                gw.metrics.auth_failures.labels("invalid").inc()
-                await problem_response(
-                    401,
-                    "Unauthorized",
+                rejection = (
+                    "invalid",
                     f"Invalid token: {e}",
-                    instance=path,
-                    headers={"WWW-Authenticate": _CHALLENGE + ', error="invalid_token"'},
-                )(scope, receive, send)
-                return
+                    _CHALLENGE + ', error="invalid_token"',
+                )
         elif not gw.auth.is_public(method, path):
-            gw.metrics.auth_failures.labels("missing").inc()
-            await problem_response(
-                401,
-                "Unauthorized",
-                "A bearer token is required.",
-                instance=path,
-                headers={"WWW-Authenticate": _CHALLENGE},
-            )(scope, receive, send)
-            return
-        client = scope.get("client")
-        client_ip: str = client[0] if client else ""
-        # Keyed by the verified subject, else the peer address: never by a header.
+            rejection = ("missing", "A bearer token is required.", _CHALLENGE)
+        # Keyed by the verified subject, else the peer address: never by a header. A
+        # request that fails authentication is counted too (by address), so a flood of
+        # forged or missing tokens is answered 429 once that address's budget is spent.
         subject = f"sub:{claims.subject}" if claims is not None else f"ip:{client_ip}"
-        policy, rule = gw.limiter.policy_for(method, path)
         if policy == "auth":
             subject = f"ip:{client_ip}"
         decision = await gw.limiter.check(policy, rule, subject)
@@ -172,6 +163,17 @@ class ProxyMiddleware:
                 f"Rate limit {policy!r} exceeded; retry in {decision.retry_after}s.",
                 instance=path,
                 headers={"Retry-After": str(decision.retry_after)},
+            )(scope, receive, send)
+            return
+        if rejection is not None:
+            reason, detail, challenge = rejection
+            gw.metrics.auth_failures.labels(reason).inc()
+            await problem_response(
+                401,
+                "Unauthorized",
+                detail,
+                instance=path,
+                headers={"WWW-Authenticate": challenge},
             )(scope, receive, send)
             return
         try:

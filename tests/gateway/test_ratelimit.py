@@ -84,3 +84,19 @@ async def test_high_rates_are_not_capped_by_millisecond_rounding(
         {"policy": "default", "decision": "allowed", "backend": "redis"},
     )
     assert by_redis == 50
+
+
+@pytest.mark.integration
+async def test_failed_authentication_is_rate_limited_too(
+    redis_url: str, upstreams: UpstreamFactory, gateway_at: GatewayAt, http: aiohttp.ClientSession
+) -> None:
+    await upstreams("trading", "trading-1")
+    async with gateway_at(redis_url, rate_limit=TIGHT, services=("trading",)) as gateway:
+        await until_routed(http, f"{gateway}/health/ready")
+        statuses = []
+        for _ in range(5):
+            async with http.get(
+                f"{gateway}/api/v1/trading/portfolio", headers={"Authorization": "Bearer forged"}
+            ) as response:
+                statuses.append(response.status)
+        assert statuses == [401, 401, 401, 429, 429]
