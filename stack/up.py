@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import signal
@@ -90,14 +91,18 @@ async def run_stack(settings: StackSettings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     code = 0
+    startup = asyncio.create_task(_start_all(supervisor, settings, run_dir, redis_url))
+    stopped = asyncio.create_task(stop.wait())
     try:
-        for group in service_children(settings, run_dir, redis_url):
-            await asyncio.gather(*(supervisor.start(child) for child in group))
-        notes: list[str] = []
-        if settings.monitoring:
-            monitoring, notes = monitoring_children(settings, run_dir, redis_url)
-            for group in monitoring:
-                await asyncio.gather(*(supervisor.start(child) for child in group))
+        # Ctrl-C during start-up stops at once instead of after everything is ready.
+        await asyncio.wait({startup, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not startup.done():
+            startup.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+                await startup
+            print("stopping during start-up…", flush=True)
+            return 0
+        notes = startup.result()
         elapsed = time.monotonic() - started
         rows = [("redis", redis_url, str(redis.process.pid if redis and redis.process else "-"))]
         rows += [(c.name, c.url, str(c.pid)) for c in supervisor.children]
@@ -120,16 +125,39 @@ async def run_stack(settings: StackSettings) -> int:
         )
         await stop.wait()
         print("stopping…", flush=True)
-    except RuntimeError as e:
-        print(f"! {e}", flush=True)
+    except* RuntimeError as group:
+        for error in group.exceptions:
+            print(f"! {error}", flush=True)
         code = 1
     finally:
+        stopped.cancel()
         await supervisor.aclose()
         if redis is not None:
             redis.stop()
         (run_dir / "stack.json").unlink(missing_ok=True)
     print("stopped", flush=True)
     return code
+
+
+async def _start_all(
+    supervisor: ProbingSupervisor, settings: StackSettings, run_dir: Path, redis_url: str
+) -> list[str]:
+    """Start each group once the one before is ready; a failing child stops its siblings.
+
+    Returns notes about monitoring binaries that are not installed.
+    """
+    for group in service_children(settings, run_dir, redis_url):
+        async with asyncio.TaskGroup() as tasks:
+            for child in group:
+                tasks.create_task(supervisor.start(child))
+    notes: list[str] = []
+    if settings.monitoring:
+        monitoring, notes = monitoring_children(settings, run_dir, redis_url)
+        for group in monitoring:
+            async with asyncio.TaskGroup() as tasks:
+                for child in group:
+                    tasks.create_task(supervisor.start(child))
+    return notes
 
 
 def _print_table(rows: list[tuple[str, str, str]], elapsed: float) -> None:
