@@ -28,8 +28,9 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str]
-    url: str  # base URL; ready when GET {url}/health/ready answers 200
+    url: str  # base URL; ready when GET {url}{ready_path} answers 200
     log_path: Path
+    ready_path: str = "/health/ready"  # Prometheus and Alertmanager answer on /-/ready
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -79,7 +80,7 @@ class Supervisor:
                         f"see {child.log_path}"
                     )
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(f"{child.url}/health/ready") as response:
+                    async with session.get(f"{child.url}{child.ready_path}") as response:
                         if response.status == 200:
                             return
                 if time.monotonic() > deadline:

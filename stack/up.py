@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from stack.config import SERVICES, StackSettings
-from stack.observe.monitoring import ProbingSupervisor, monitoring_children
+from stack.observe.monitoring import monitoring_children
 from stack.redis_server import RedisServer
-from stack.supervisor import Child, python_module
+from stack.supervisor import Child, Supervisor, python_module
 
 
 def _exists(module: str) -> bool:
@@ -83,7 +83,7 @@ async def run_stack(settings: StackSettings) -> int:
             run_dir / "redis", port=settings.redis_port + settings.port_offset, appendonly=True
         )
         redis.start()
-    supervisor = ProbingSupervisor(
+    supervisor = Supervisor(
         ready_timeout=settings.ready_timeout, backoff_max=settings.restart_backoff_max
     )
     stop = asyncio.Event()
@@ -140,7 +140,7 @@ async def run_stack(settings: StackSettings) -> int:
 
 
 async def _start_all(
-    supervisor: ProbingSupervisor, settings: StackSettings, run_dir: Path, redis_url: str
+    supervisor: Supervisor, settings: StackSettings, run_dir: Path, redis_url: str
 ) -> list[str]:
     """Start each group once the one before is ready; a failing child stops its siblings.
 

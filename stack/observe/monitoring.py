@@ -11,56 +11,18 @@ package, so `make up` works on a machine that has only Redis.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-import aiohttp
-
 from stack.config import StackSettings
-from stack.supervisor import Child, Supervisor, python_module
+from stack.supervisor import Child, python_module
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "monitoring"
 RULES = ROOT / "alerts"
-
-
-@dataclass
-class ProbedChild(Child):
-    """A child whose readiness endpoint is not `/health/ready` (Prometheus: `/-/ready`)."""
-
-    ready_path: str = "/health/ready"
-
-
-class ProbingSupervisor(Supervisor):
-    """A `Supervisor` that honours `ProbedChild.ready_path`."""
-
-    async def wait_ready(self, child: Child) -> None:
-        path = getattr(child, "ready_path", "/health/ready")
-        if path == "/health/ready":
-            await super().wait_ready(child)
-            return
-        deadline = time.monotonic() + self.ready_timeout
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session:
-            while True:
-                assert child.process is not None
-                if child.process.returncode is not None:
-                    raise RuntimeError(
-                        f"{child.name} exited with {child.process.returncode} during start-up; "
-                        f"see {child.log_path}"
-                    )
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(f"{child.url}{path}") as response:
-                        if response.status == 200:
-                            return
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{child.name} not ready after {self.ready_timeout}s")
-                await asyncio.sleep(0.1)
 
 
 @dataclass(frozen=True)
@@ -183,7 +145,7 @@ def monitoring_children(
             groups.append(group)
             group = []
         group.append(
-            ProbedChild(
+            Child(
                 name=name,
                 argv=[path, *argv[name]],
                 env={},
