@@ -15,6 +15,7 @@ from starlette.types import Scope
 
 from backbone.auth import Claims
 from backbone.bus.publisher import Publisher
+from backbone.redis_pool import redis_client
 from backbone.registry import Discovery, InstanceInfo, Registrar
 from backbone.telemetry.correlation import get_correlation_id
 from contracts.gateway import ActionAuditedData
@@ -44,18 +45,8 @@ class Gateway:
         self.metrics_registry = registry
         self.metrics: GatewayMetrics = gateway_metrics(registry)
         # Short timeouts: the edge must notice a Redis outage, not wait on it.
-        # A blocking pool: under load, callers wait briefly for a connection instead
-        # of failing with MaxConnectionsError (redis-py's default pool holds 100).
-        self.redis: aioredis.Redis = (
-            aioredis.Redis.from_pool(  # from_pool: aclose() closes the pool too
-                aioredis.BlockingConnectionPool.from_url(
-                    settings.redis_url,
-                    max_connections=256,
-                    timeout=1.0,
-                    socket_connect_timeout=0.5,
-                    socket_timeout=1.0,
-                )
-            )
+        self.redis: aioredis.Redis = redis_client(
+            settings.redis_url, connect_timeout=0.5, socket_timeout=1.0, wait_for_connection=1.0
         )
         self.discovery = Discovery(
             self.redis, settings.registry, services=settings.services, registry=registry

@@ -30,6 +30,7 @@ from backbone.bus.publisher import Publisher
 from backbone.bus.streams import EventType
 from backbone.errors import RegistryError
 from backbone.outbox import Outbox, OutboxRelay, outbox_table
+from backbone.redis_pool import redis_client
 from backbone.registry import Discovery, InstanceInfo, Registrar
 from backbone.service.config import ServiceSettings
 
@@ -72,19 +73,8 @@ class Runtime:
         self.spec = spec
         self.settings = settings
         self.metrics_registry = registry
-        # A blocking pool: a burst waits briefly for a connection instead of failing
-        # with MaxConnectionsError (redis-py's default pool holds 100).
-        self.redis: aioredis.Redis = (
-            aioredis.Redis.from_pool(  # from_pool: aclose() closes the pool too
-                aioredis.BlockingConnectionPool.from_url(
-                    settings.redis_url,
-                    max_connections=256,
-                    timeout=2.0,
-                    socket_connect_timeout=2,
-                    socket_timeout=5,
-                    health_check_interval=10,
-                )
-            )
+        self.redis: aioredis.Redis = redis_client(
+            settings.redis_url, connect_timeout=2, socket_timeout=5, wait_for_connection=2.0
         )
         self.engine: AsyncEngine | None = None
         self.sessions: async_sessionmaker[AsyncSession] | None = None
