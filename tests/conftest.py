@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from stack.redis_server import RedisServer
+from tests.support.tokens import TokenIssuer
 
 
 def _require_redis_binary() -> None:
@@ -54,6 +55,13 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def issuer() -> AsyncIterator[TokenIssuer]:
+    """EdDSA tokens and a real JWKS endpoint on a free port (the users service's role)."""
+    async with TokenIssuer() as issuer:
+        yield issuer
 
 
 # --- PostgreSQL, when there is one --------------------------------------------

@@ -38,12 +38,6 @@ FAST_REGISTRY = RegistrySettings(heartbeat_seconds=0.2, ttl_seconds=0.6, poll_se
 TRADES = TradeExecuted.stream_key
 
 
-@pytest.fixture
-async def issuer() -> AsyncIterator[TokenIssuer]:
-    async with TokenIssuer() as issuer:
-        yield issuer
-
-
 @asynccontextmanager
 async def gamification(
     redis_url: str, tmp_path: Path, issuer: TokenIssuer

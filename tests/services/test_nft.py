@@ -43,12 +43,6 @@ UNLOCKS = AchievementUnlocked.stream_key
 # --- helpers -----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def issuer() -> AsyncIterator[TokenIssuer]:
-    async with TokenIssuer() as issuer:
-        yield issuer
-
-
 @asynccontextmanager
 async def nft_service(
     redis_url: str, database_url: str, tmp_path: Path, issuer: TokenIssuer

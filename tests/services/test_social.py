@@ -51,12 +51,6 @@ T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 FEED_STREAMS = (TradeExecuted, LevelUp, AchievementUnlocked, NftMinted)
 
 
-@pytest.fixture
-async def issuer() -> AsyncIterator[TokenIssuer]:
-    async with TokenIssuer() as issuer:
-        yield issuer
-
-
 def common(redis_url: str, tmp_path: Path, issuer: TokenIssuer, name: str) -> dict[str, Any]:
     return {
         "env": "test",

@@ -49,12 +49,6 @@ OPENING = {i.symbol: i.opening_price for i in INSTRUMENTS}
 SIX = Decimal("0.000001")
 
 
-@pytest.fixture
-async def issuer() -> AsyncIterator[TokenIssuer]:
-    async with TokenIssuer() as issuer:
-        yield issuer
-
-
 def make_settings(
     redis_url: str, tmp_path: Path, issuer: TokenIssuer, database_url: str = "", **overrides: Any
 ) -> Settings:
