@@ -55,7 +55,10 @@ class RegistrySettings(_Settings):
 
 class TelemetrySettings(_Settings):
     log_level: str = "INFO"
-    log_dir: Path | None = None  # JSON lines per process; stderr always
+    log_dir: Path | None = None  # JSON lines per process
+    # Also to stderr (a terminal). `astra up` turns it off: its children's stderr
+    # goes to a file already, and one copy of every line is enough.
+    log_stderr: bool = True
     traces_dir: Path | None = None  # JSON-lines span export when no OTLP endpoint
     otlp_endpoint: str | None = None
     sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)  # parent-based

@@ -18,6 +18,7 @@ def main() -> None:
         instance_id=settings.instance_id,
         level=tel.log_level,
         log_dir=tel.log_dir or settings.run_dir / "log",
+        stream=tel.log_stderr,
     )
     if tel.traces_dir is None:
         tel = tel.model_copy(update={"traces_dir": settings.run_dir / "traces"})

@@ -43,6 +43,7 @@ def service_children(settings: StackSettings, run_dir: Path, redis_url: str) -> 
                         "ASTRA_PORT": str(port),
                         "ASTRA_REDIS_URL": redis_url,
                         "ASTRA_RUN_DIR": str(run_dir),
+                        "ASTRA_TELEMETRY__LOG_STDERR": "false",  # the .jsonl file has them
                     },
                     url=f"http://127.0.0.1:{port}",
                     log_path=run_dir / "log" / f"{instance}.stderr.log",
@@ -63,6 +64,7 @@ def service_children(settings: StackSettings, run_dir: Path, redis_url: str) -> 
                         "ASTRA_GATEWAY_PORT": str(port),
                         "ASTRA_REDIS_URL": redis_url,
                         "ASTRA_RUN_DIR": str(run_dir),
+                        "ASTRA_TELEMETRY__LOG_STDERR": "false",
                     },
                     url=f"http://127.0.0.1:{port}",
                     log_path=run_dir / "log" / f"gateway-{index}.stderr.log",

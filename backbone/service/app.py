@@ -104,7 +104,11 @@ def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
     tel = settings.telemetry
     log_dir = tel.log_dir or settings.run_dir / "log"
     setup_logging(
-        service=spec.name, instance_id=settings.instance_id, level=tel.log_level, log_dir=log_dir
+        service=spec.name,
+        instance_id=settings.instance_id,
+        level=tel.log_level,
+        log_dir=log_dir,
+        stream=tel.log_stderr,
     )
     if tel.traces_dir is None:
         tel = tel.model_copy(update={"traces_dir": settings.run_dir / "traces"})
