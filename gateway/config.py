@@ -30,6 +30,9 @@ class UpstreamSettings(_Part):
     connect_timeout: float = Field(default=0.5, gt=0)  # seconds
     total_timeout: float = Field(default=10.0, gt=0)  # seconds, unless `timeouts` says
     timeouts: dict[str, float] = Field(default_factory=dict)  # total, by service
+    # Total, by route: "POST /api/v1/trading/orders" (method and public route template);
+    # wins over the service's timeout.
+    route_timeouts: dict[str, float] = Field(default_factory=dict)
     pool_limit: int = Field(default=1000, ge=1)  # keep-alive connections, all upstreams
     pool_limit_per_host: int = Field(default=200, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=0)  # request bodies; 413 above
@@ -43,8 +46,9 @@ class UpstreamSettings(_Part):
     retry_budget_floor: int = Field(default=10, ge=0)
     retry_budget_window_seconds: float = Field(default=10.0, gt=0)
 
-    def total_timeout_for(self, service: str) -> float:
-        return self.timeouts.get(service, self.total_timeout)
+    def total_timeout_for(self, service: str, route: str = "") -> float:
+        timeout = self.route_timeouts.get(route) if route else None
+        return timeout if timeout is not None else self.timeouts.get(service, self.total_timeout)
 
 
 class BreakerSettings(_Part):

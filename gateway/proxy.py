@@ -188,6 +188,7 @@ class ProxyMiddleware:
                 instance=path,
             )(scope, receive, send)
             return
+        template: str = getattr(scope.get("route"), "path", "")
         raw_path: bytes = scope.get("raw_path") or path.encode()
         target = raw_path.decode("latin-1")
         query: bytes = scope.get("query_string", b"")
@@ -202,9 +203,10 @@ class ProxyMiddleware:
             body=body,
             retryable=method in _IDEMPOTENT
             or (
-                (method, getattr(scope.get("route"), "path", "")) in _HONOURS_IDEMPOTENCY_KEY
+                (method, template) in _HONOURS_IDEMPOTENCY_KEY
                 and any(n == b"idempotency-key" for n, _ in headers)
             ),
+            route=f"{method} {template}" if template else "",
         )
         breaker = gw.breakers[service]
         ticket = breaker.admit()

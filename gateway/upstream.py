@@ -95,6 +95,7 @@ class Outbound:
     headers: CIMultiDict[str]
     body: bytes
     retryable: bool
+    route: str = ""  # "METHOD /template" when the route is a known public one
     attempts: list[str] = field(default_factory=list)  # instance ids tried
 
 
@@ -236,7 +237,7 @@ class Upstreams:
     ) -> Answer | Failure:
         assert self._session is not None, "Upstreams.start() was not awaited"
         timeout = aiohttp.ClientTimeout(
-            total=self._settings.total_timeout_for(service),
+            total=self._settings.total_timeout_for(service, request.route),
             connect=self._settings.connect_timeout,
         )
         url = URL(base.rstrip("/") + request.target, encoded=True)

@@ -123,3 +123,17 @@ async def test_health_metrics_and_self_registration(
         finally:
             await discovery.aclose()
             await redis.aclose()
+
+
+async def test_route_timeout_wins_over_the_service_timeout(
+    redis_url: str, upstreams: UpstreamFactory, gateway_at: GatewayAt, http: aiohttp.ClientSession
+) -> None:
+    trading = await upstreams("trading", "trading-1", delay=0.6)
+    routes = {"route_timeouts": {"POST /api/v1/trading/orders": 0.2}}
+    async with gateway_at(redis_url, upstream=routes) as base:
+        await until_routed(http, f"{base}/api/v1/trading/markets")
+        trading.mode = "slow"
+        async with http.post(f"{base}/api/v1/trading/orders", json={}) as response:
+            assert response.status == 504  # the order route's 0.2 s
+        async with http.get(f"{base}/api/v1/trading/markets") as response:
+            assert response.status == 200  # same service, default 10 s: waits the 0.6 s
