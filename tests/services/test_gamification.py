@@ -19,7 +19,7 @@ from backbone import keys
 from backbone.bus.envelope import encode
 from backbone.bus.publisher import Publisher
 from backbone.bus.streams import EventType
-from backbone.config import BusSettings, RegistrySettings
+from backbone.config import BusSettings
 from contracts.gamification import AchievementUnlocked, LevelUp, XpGained
 from contracts.trading import TradeExecuted, TradeExecutedData
 from services.gamification.app import create_app
@@ -27,14 +27,13 @@ from services.gamification.config import Settings
 from services.gamification.handlers import GROUP
 from services.gamification.rules import level_for, xp_for_level
 from stack.netutil import free_port
-from tests.support.asgi_server import serve_app
+from tests.support.asgi_server import service_client
 from tests.support.poll import poll_until
+from tests.support.settings import FAST_BUS, FAST_REGISTRY
 from tests.support.tokens import TokenIssuer
 
 pytestmark = pytest.mark.integration
 
-FAST_BUS = BusSettings(block_ms=50, claim_idle_ms=500, reaper_interval_ms=100)
-FAST_REGISTRY = RegistrySettings(heartbeat_seconds=0.2, ttl_seconds=0.6, poll_seconds=0.1)
 TRADES = TradeExecuted.stream_key
 
 
@@ -53,8 +52,7 @@ async def gamification(
         bus=FAST_BUS,
         registry=FAST_REGISTRY,
     )
-    app = create_app(settings, registry=CollectorRegistry())
-    async with serve_app(app, settings.port) as base, httpx.AsyncClient(base_url=base) as http:
+    async with service_client(create_app, settings) as http:
         yield http
 
 

@@ -14,13 +14,11 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from backbone import keys
 from backbone.bus.envelope import encode
-from backbone.config import BusSettings, RegistrySettings
 from backbone.outbox import Outbox
 from contracts.gamification import AchievementUnlocked, AchievementUnlockedData
 from contracts.nft import NftMinted
@@ -30,14 +28,13 @@ from services.nft.handlers import GROUP
 from services.nft.models import metadata, outbox, tokens
 from services.nft.store import NftStore
 from stack.netutil import free_port
-from tests.support.asgi_server import serve_app
+from tests.support.asgi_server import service_client
 from tests.support.poll import poll_until
+from tests.support.settings import FAST_BUS, FAST_REGISTRY
 from tests.support.tokens import TokenIssuer
 
 pytestmark = pytest.mark.integration
 
-FAST_BUS = BusSettings(block_ms=50, claim_idle_ms=500, reaper_interval_ms=100)
-FAST_REGISTRY = RegistrySettings(heartbeat_seconds=0.2, ttl_seconds=0.6, poll_seconds=0.1)
 UNLOCKS = AchievementUnlocked.stream_key
 
 # --- helpers -----------------------------------------------------------------------
@@ -58,8 +55,7 @@ async def nft_service(
         bus=FAST_BUS,
         registry=FAST_REGISTRY,
     )
-    app = create_app(settings, registry=CollectorRegistry())
-    async with serve_app(app, settings.port) as base, httpx.AsyncClient(base_url=base) as http:
+    async with service_client(create_app, settings) as http:
         yield http
 
 

@@ -20,7 +20,7 @@ from backbone import keys
 from backbone.bus.envelope import encode
 from backbone.bus.publisher import Publisher
 from backbone.bus.streams import EventType
-from backbone.config import BusSettings, RegistrySettings
+from backbone.config import BusSettings
 from backbone.service import ServiceSettings
 from contracts.gamification import (
     AchievementUnlocked,
@@ -38,14 +38,13 @@ from services.social import app as social_app
 from services.social import config as social_config
 from services.social.handlers import GROUP
 from stack.netutil import free_port
-from tests.support.asgi_server import serve_app
+from tests.support.asgi_server import service_client
 from tests.support.poll import poll_until
+from tests.support.settings import FAST_BUS, FAST_REGISTRY
 from tests.support.tokens import TokenIssuer
 
 pytestmark = pytest.mark.integration
 
-FAST_BUS = BusSettings(block_ms=50, claim_idle_ms=500, reaper_interval_ms=100)
-FAST_REGISTRY = RegistrySettings(heartbeat_seconds=0.2, ttl_seconds=0.6, poll_seconds=0.1)
 FEED = "/api/v1/social/feed"
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 FEED_STREAMS = (TradeExecuted, LevelUp, AchievementUnlocked, NftMinted)
@@ -66,8 +65,7 @@ def common(redis_url: str, tmp_path: Path, issuer: TokenIssuer, name: str) -> di
 
 @asynccontextmanager
 async def serve(create_app: Any, settings: ServiceSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, registry=CollectorRegistry())
-    async with serve_app(app, settings.port) as base, httpx.AsyncClient(base_url=base) as http:
+    async with service_client(create_app, settings) as http:
         yield http
 
 

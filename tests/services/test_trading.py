@@ -21,12 +21,10 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from backbone.bus.envelope import Envelope, decode
-from backbone.config import BusSettings, RegistrySettings
 from contracts.trading import PositionUpdated, TradeExecuted
 from services.trading.app import create_app
 from services.trading.config import Settings
@@ -34,14 +32,13 @@ from services.trading.market import INSTRUMENTS, Market
 from services.trading.models import accounts, orders, outbox, positions
 from stack.netutil import free_port
 from stack.redis_server import RedisServer
-from tests.support.asgi_server import serve_app
+from tests.support.asgi_server import service_client
 from tests.support.poll import poll_until
+from tests.support.settings import FAST_BUS, FAST_REGISTRY
 from tests.support.tokens import TokenIssuer
 
 pytestmark = pytest.mark.integration
 
-FAST_BUS = BusSettings(block_ms=50)
-FAST_REGISTRY = RegistrySettings(heartbeat_seconds=0.2, ttl_seconds=0.6, poll_seconds=0.1)
 ORDERS = "/api/v1/trading/orders"
 PORTFOLIO = "/api/v1/trading/portfolio"
 MARKETS = "/api/v1/trading/markets"
@@ -69,8 +66,7 @@ def make_settings(
 
 @asynccontextmanager
 async def trading_service(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, registry=CollectorRegistry())
-    async with serve_app(app, settings.port) as base, httpx.AsyncClient(base_url=base) as http:
+    async with service_client(create_app, settings) as http:
         yield http
 
 

@@ -18,13 +18,11 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives import serialization
-from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from backbone.auth import JwksCache, JwtVerifier
 from backbone.bus.envelope import Envelope, decode
-from backbone.config import BusSettings, RegistrySettings
 from contracts.users import UserLoggedIn, UserRegistered
 from services.users import keyfile
 from services.users.app import create_app
@@ -33,14 +31,13 @@ from services.users.models import users
 from services.users.tokens import TokenSigner
 from stack.netutil import free_port
 from stack.redis_server import RedisServer
-from tests.support.asgi_server import serve_app
+from tests.support.asgi_server import service_client
 from tests.support.poll import poll_until
+from tests.support.settings import FAST_BUS, FAST_REGISTRY
 from tests.support.tokens import TokenIssuer
 
 pytestmark = pytest.mark.integration
 
-FAST_BUS = BusSettings(block_ms=50)
-FAST_REGISTRY = RegistrySettings(heartbeat_seconds=0.2, ttl_seconds=0.6, poll_seconds=0.1)
 PASSWORD = "correct horse battery"
 
 
@@ -59,8 +56,7 @@ def make_settings(redis_url: str, tmp_path: Path, database_url: str = "") -> Set
 
 @asynccontextmanager
 async def users_service(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, registry=CollectorRegistry())
-    async with serve_app(app, settings.port) as base, httpx.AsyncClient(base_url=base) as http:
+    async with service_client(create_app, settings) as http:
         yield http
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import httpx
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from stack.netutil import free_port
 
@@ -27,3 +30,13 @@ async def serve_app(app: object, port: int | None = None) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=20)
+
+
+@asynccontextmanager
+async def service_client(
+    create_app: Callable[..., Any], settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A service app (fresh metrics registry) under uvicorn on `settings.port`, and a client."""
+    app = create_app(settings, registry=CollectorRegistry())
+    async with serve_app(app, settings.port) as base, httpx.AsyncClient(base_url=base) as http:
+        yield http
