@@ -7,9 +7,12 @@ them, e.g. `backbone.service.config.ServiceSettings`.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Settings(BaseModel):
@@ -41,10 +44,59 @@ class BusSettings(_Settings):
 
 
 class RegistrySettings(_Settings):
+    """How instances register and are discovered.
+
+    `allowed_hosts`: the hosts a record's URL may name; a correctly signed record
+    pointing anywhere else is ignored (a leaked token must not let anyone send
+    the gateway's traffic, or the JWKS lookup, to a host of their choosing). Each
+    entry is an IP address, a CIDR network (`10.0.0.0/8`, `fd00::/8`) or an exact
+    host name (`trading`, case-insensitive, no wildcards). Names are compared as
+    written, never resolved. From the environment, a JSON list
+    (`ASTRA_REGISTRY__ALLOWED_HOSTS='["trading","users","10.0.0.0/8"]'`).
+    """
+
     heartbeat_seconds: float = Field(default=2.0, gt=0)
     ttl_seconds: float = Field(default=6.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)  # discovery cache refresh
-    token: str = Field(default="dev-registry-token", min_length=8)  # HMAC key for records
+    # HMAC key for records. No default: each stack makes its own (`astra up` writes it
+    # to <run_dir>/secrets.json); a deployable refuses to start without one.
+    token: str = Field(default="", repr=False)
+    allowed_hosts: tuple[str, ...] = Field(
+        default=("127.0.0.0/8", "::1/128", "localhost"), min_length=1
+    )
+    # How long a starting process waits for Redis (where it must register before
+    # anything routes to it) before giving up; 0 fails at once. Seconds.
+    startup_wait_seconds: float = Field(default=30.0, ge=0)
+
+    # RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+    _HOST_NAME: ClassVar[re.Pattern[str]] = re.compile(
+        r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _normalise_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Networks in canonical CIDR form (`::1` -> `::1/128`), names lower-cased."""
+        out: list[str] = []
+        for entry in value:
+            item = entry.strip().lower().rstrip(".")
+            if "%" in item:  # a zone (fe80::1%eth0) means one host's link, not a network
+                raise ValueError(f"allowed_hosts: {entry!r} is not a valid address (zone ids)")
+            try:
+                out.append(str(ipaddress.ip_network(item, strict=True)))
+                continue
+            except ValueError as e:
+                if "/" in item or item.replace(".", "").isdigit() or ":" in item:
+                    raise ValueError(
+                        f"allowed_hosts: {entry!r} is not a valid address/CIDR: {e}"
+                    ) from e
+            if not cls._HOST_NAME.fullmatch(item):
+                raise ValueError(
+                    f"allowed_hosts: {entry!r} is neither an IP address, a CIDR network "
+                    "(10.0.0.0/8) nor a host name (letters, digits, '-' and '.')"
+                )
+            out.append(item)
+        return tuple(dict.fromkeys(out))
 
     @model_validator(mode="after")
     def _ttl_outlives_heartbeats(self) -> RegistrySettings:
@@ -63,3 +115,22 @@ class TelemetrySettings(_Settings):
     otlp_endpoint: str | None = None
     sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)  # parent-based
     tracing: bool = True
+
+
+# Values once shipped as defaults: public, so never a secret, in any environment.
+_WELL_KNOWN_SECRETS = frozenset({"dev-registry-token", "dev-operator-token"})
+MIN_SECRET_LENGTH = 16
+
+
+def require_secret(variable: str, value: str) -> None:
+    """Refuse a missing, short or once-published secret, naming the variable to set.
+
+    For the deployables' settings validators: there is no placeholder that works
+    anywhere, so a forgotten secret is a start-up error, not a silent default.
+    """
+    if not value:
+        raise ValueError(f"{variable} is not set (`astra up` generates one per stack)")
+    if value in _WELL_KNOWN_SECRETS:
+        raise ValueError(f"{variable} is a published placeholder; set a secret of your own")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"{variable} must be at least {MIN_SECRET_LENGTH} characters")

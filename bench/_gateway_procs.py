@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -14,6 +15,10 @@ from pathlib import Path
 import httpx
 
 from stack.netutil import free_port
+
+# This run's own secrets: no process of the stack starts without them.
+REGISTRY_TOKEN = secrets.token_urlsafe(32)
+OPERATOR_TOKEN = secrets.token_urlsafe(32)
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX_TEMPLATE = Path(__file__).with_name("nginx") / "nginx.conf.template"
@@ -87,6 +92,7 @@ async def start_trading(run_dir: Path, redis_url: str, jwks_url: str) -> Proc:
             "ASTRA_HOST": "127.0.0.1",
             "ASTRA_PORT": str(port),
             "ASTRA_REDIS_URL": redis_url,
+            "ASTRA_REGISTRY__TOKEN": REGISTRY_TOKEN,
             "ASTRA_RUN_DIR": str(run_dir / "trading"),
             "ASTRA_JWKS_URL": jwks_url,
         },
@@ -109,6 +115,8 @@ async def start_gateway(run_dir: Path, redis_url: str, jwks_url: str) -> Proc:
             "ASTRA_GATEWAY_HOST": "127.0.0.1",
             "ASTRA_GATEWAY_PORT": str(port),
             "ASTRA_REDIS_URL": redis_url,
+            "ASTRA_REGISTRY__TOKEN": REGISTRY_TOKEN,
+            "ASTRA_GATEWAY_OPERATOR_TOKEN": OPERATOR_TOKEN,
             "ASTRA_RUN_DIR": str(run_dir / "gateway"),
             "ASTRA_JWKS_URL": jwks_url,
             "ASTRA_SERVICES": '["trading"]',

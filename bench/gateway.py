@@ -36,7 +36,14 @@ from typing import Any
 
 import httpx
 
-from bench._gateway_procs import ROOT, Proc, start_gateway, start_nginx, start_trading
+from bench._gateway_procs import (
+    OPERATOR_TOKEN,
+    ROOT,
+    Proc,
+    start_gateway,
+    start_nginx,
+    start_trading,
+)
 from bench._gateway_wrk import WrkResult, wrk
 from stack.redis_server import RedisServer
 from tests.support.tokens import TokenIssuer
@@ -73,7 +80,7 @@ async def _open_breaker(gateway: Proc, headers: dict[str, str], limit: float = 1
             sent += 1
             if sent % 10 == 0:
                 view = await http.get(
-                    "/api/v1/services", headers={"Authorization": "Bearer dev-operator-token"}
+                    "/api/v1/services", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
                 )
                 if view.json()["services"]["trading"]["breaker"] == "open":
                     return sent

@@ -7,7 +7,10 @@ from contracts._base import EventData
 
 
 class ActionAuditedData(EventData):
-    """Published after the upstream answered: what happened, never what was attempted."""
+    """Published after a service answered a significant action (the gateway's own
+    refusals are counted, not published). `subject` is the account the action was
+    about: for register and login the one in the answer, never a bearer header sent
+    with it; `attempted_username` is the username a register or login named."""
 
     action: str  # register | login | order
     subject: str | None
@@ -18,6 +21,7 @@ class ActionAuditedData(EventData):
     client_ip: str
     correlation_id: str
     occurred_at: datetime
+    attempted_username: str | None = None  # register, login; never a password
 
 
 ActionAudited = EventType(

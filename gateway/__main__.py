@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from backbone.service.http_server import server_options
 from backbone.telemetry.logs import setup_logging
 from backbone.telemetry.tracing import build_tracer_provider, install_tracer_provider
 from gateway.app import create_app
@@ -37,6 +38,9 @@ def main() -> None:
             # The gateway is the edge: the client address is the peer's, never a header's.
             proxy_headers=False,
             timeout_graceful_shutdown=20,
+            # Header size/count, URL length, header and idle timeouts, connections per
+            # address: enforced in the HTTP protocol, before the app sees a request.
+            **server_options(settings.edge),
         )
     finally:
         if provider is not None:

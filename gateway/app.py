@@ -25,6 +25,7 @@ from gateway.middleware import (
     SecurityHeadersMiddleware,
     install_access_log_fields,
 )
+from gateway.operator import failing_checks, operator_detail
 from gateway.operator import router as operator_router
 from gateway.proxy import ProxyMiddleware
 from gateway.public_api import openapi_document
@@ -58,6 +59,8 @@ def create_app(
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # Never a redirect: the proxy already made the path canonical (no trailing slash).
+        redirect_slashes=False,
         **NATIVE_TELEMETRY_OFF,
     )
     app.state.gateway = gateway
@@ -77,12 +80,22 @@ def create_app(
         return {"status": "ok", "service": "gateway", "instance": settings.instance_id}
 
     @app.get("/health/ready")
-    async def ready() -> JSONResponse:
+    async def ready(request: Request) -> JSONResponse:
         """Redis answers and every service has at least one ready instance."""
+        # Anyone may probe readiness, but instance URLs, ids and breaker state are
+        # the operator's (as on /api/v1/services): without the token, only names.
+        detail = await operator_detail(request)
         ok, checks = await gateway.readiness()
+        if detail:
+            if not ok:
+                return problem_response(503, "Not ready", "See checks.", checks=checks)
+            return JSONResponse({"status": "ready", "checks": checks})
         if not ok:
-            return problem_response(503, "Not ready", "See checks.", checks=checks)
-        return JSONResponse({"status": "ready", "checks": checks})
+            failing = failing_checks(checks)
+            return problem_response(
+                503, "Not ready", f"Failing: {', '.join(failing)}.", failing=failing
+            )
+        return JSONResponse({"status": "ready"})
 
     app.include_router(operator_router)
     document = openapi_document(settings)

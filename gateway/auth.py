@@ -65,6 +65,8 @@ class Authenticator:
         return False
 
     def is_public(self, method: str, path: str) -> bool:
+        """`path` must be canonical (`public_api.canonical_path`), as the proxy passes it:
+        on a raw path, `POST /x/` and `POST /x` could get different answers."""
         return self.matches(self._public, method, path)
 
     async def verify(self, token: str) -> Claims:

@@ -17,7 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from backbone.config import BusSettings, RegistrySettings, TelemetrySettings
+from backbone.config import BusSettings, RegistrySettings, TelemetrySettings, require_secret
+from backbone.service.http_server import HttpLimits
 
 SERVICES = ("users", "trading", "gamification", "nft", "social")
 
@@ -74,14 +75,27 @@ class RateLimitSettings(_Part):
     default: RateLimitRule = RateLimitRule(rate=50, burst=100)
     auth: RateLimitRule = RateLimitRule(rate=0.2, burst=5)  # login/register, per client IP
     orders: RateLimitRule = RateLimitRule(rate=10, burst=20)  # order submission
+    # Operator-token attempts per client IP (gateway/operator.py): a wrong or missing
+    # token spends one; a right one spends almost nothing but is refused alike.
+    operator: RateLimitRule = RateLimitRule(rate=0.2, burst=5)
     redis_timeout: float = Field(default=0.25, gt=0)  # seconds, then the in-memory limit
     redis_retry_seconds: float = Field(default=1.0, gt=0)  # skip Redis this long after a failure
+
+
+class EdgeSettings(HttpLimits):
+    """The gateway's HTTP server limits (`backbone.service.http_server`): every client
+    reaches the stack here, so one address may not hold every connection either."""
+
+    max_connections_per_address: int | None = Field(default=256, ge=1)
 
 
 class AuditSettings(_Part):
     enabled: bool = True
     publish_timeout: float = Field(default=2.0, gt=0)  # seconds, per event
     max_pending: int = Field(default=1000, ge=1)  # publications in flight; dropped above
+    # The trail keeps what is newer than `retention_seconds` AND within the caps:
+    # time bounds how long an account's history is held, the caps bound memory.
+    retention_seconds: int = Field(default=90 * 24 * 3600, ge=1)  # entries older are trimmed
     max_entries: int = Field(default=10_000, ge=1)  # global trail, newest kept
     max_entries_per_subject: int = Field(default=1000, ge=1)
     subject_ttl_seconds: int = Field(default=90 * 24 * 3600, ge=1)  # idle subjects' trails
@@ -124,10 +138,12 @@ class GatewaySettings(BaseSettings):
     cors_origins: tuple[str, ...] = ("http://localhost:3000",)
     cors_allow_credentials: bool = True
     # Bearer credential for the operator endpoints (/api/v1/services, /api/v1/audit).
+    # No default: `astra up` generates one per stack (<run_dir>/secrets.json).
     operator_token: str = Field(
-        default="dev-operator-token", min_length=16, validation_alias="ASTRA_GATEWAY_OPERATOR_TOKEN"
+        default="", repr=False, validation_alias="ASTRA_GATEWAY_OPERATOR_TOKEN"
     )
     audit: AuditSettings = AuditSettings()
+    edge: EdgeSettings = EdgeSettings()  # ASTRA_EDGE__MAX_HEADER_BYTES=16384, ...
     upstream: UpstreamSettings = UpstreamSettings()
     breaker: BreakerSettings = BreakerSettings()
     fallback: FallbackSettings = FallbackSettings()
@@ -144,13 +160,8 @@ class GatewaySettings(BaseSettings):
             object.__setattr__(self, "public_url", f"http://{self.host}:{self.port}")
         if self.cors_allow_credentials and "*" in self.cors_origins:
             raise ValueError("cors_origins may not contain '*' when credentials are allowed")
-        if self.env == "prod" and self.registry.token.startswith("dev-"):
-            raise ValueError("ASTRA_REGISTRY__TOKEN must be set to a real secret outside dev")
-        # Throwaway local and test stacks may use the placeholder; production may not.
-        if self.env == "prod" and self.operator_token.startswith("dev-"):
-            raise ValueError(
-                "ASTRA_GATEWAY_OPERATOR_TOKEN must be set to a real secret outside dev"
-            )
+        require_secret("ASTRA_REGISTRY__TOKEN", self.registry.token)
+        require_secret("ASTRA_GATEWAY_OPERATOR_TOKEN", self.operator_token)
         return self
 
 

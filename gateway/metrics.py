@@ -85,6 +85,14 @@ class GatewayMetrics:
             "Audit events that could not be published.",
             registry=registry,
         )
+        self.audit_skipped = Counter(
+            "astra_gateway_audit_skipped_total",
+            "Audited actions the gateway refused itself, counted instead of written to "
+            "the trail, by action and reason (unauthenticated, rate_limited, too_large, "
+            "unavailable, client_gone, gateway_error).",
+            ["action", "reason"],
+            registry=registry,
+        )
 
 
 @cache

@@ -1,10 +1,18 @@
 """The proxy path, as pure ASGI: `/api/v1/{service}/...` -> `{instance url}/api/v1/{service}/...`.
 
-The services serve the public paths themselves, so path and query go on unchanged.
+The services serve the public paths themselves, so the canonical path and the
+query go on unchanged.
 
-    request ─> route ─> body cap ─> Upstreams.forward ─> answer
-                 │404       │413          │ no instance / unreachable / timeout
-                 └──────────┴─────────────┴──> problem+json (503 / 502 / 504)
+    request ─> canonical path ─> route ─> limit, auth ─> body cap ─> Upstreams.forward ─> answer
+                   │400             │404      │429/401       │413          │ no instance / ...
+                   └────────────────┴─────────┴──────────────┴─────────────┴──> problem+json
+
+The path is made canonical first (`public_api.canonical_path`: `/x/` and `/x//y`
+are `/x` and `/x/y`; dot segments and encoded separators are refused with 400),
+for every request the gateway serves, so the route template, the rate-limit
+policy, the public rule and the audit action are all decided on the one path
+that is forwarded, and a trailing slash can neither change a decision nor reach
+a service's redirect.
 
 Everything here reads memory only (the Discovery cache); no Redis on the hot path.
 Anything outside `/api/v1/` goes on to the wrapped app (health, metrics).
@@ -16,20 +24,19 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backbone.auth import Claims
 from backbone.service.problems import problem_response
+from gateway.audit import AuditedExchange
 from gateway.auth import InvalidToken, bearer_token
 from gateway.fallback import cacheable_answer, cacheable_request
 from gateway.middleware.access import note_upstream
-from gateway.public_api import AUDITED, PublicRoutes
+from gateway.public_api import EdgeRoute, PublicRoutes, canonical_path
+from gateway.runtime import Gateway
 from gateway.upstream import Answer, Failure, Outbound, outbound_headers
-
-if TYPE_CHECKING:
-    from gateway.runtime import Gateway
 
 log = logging.getLogger("gateway.proxy")
 
@@ -58,27 +65,17 @@ class _TooLarge(Exception):
     pass
 
 
-CLAIMS_KEY = "astra.claims"  # scope key: the verified token's claims, when one was sent
-_AUDIT_BODY_LIMIT = 16 * 1024
+def _noting(send: Send, exchange: AuditedExchange) -> Send:
+    """`send`, also telling the exchange what the client was sent."""
 
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            exchange.status = message["status"]
+        elif message["type"] == "http.response.body":
+            exchange.note_answer(exchange.status, message.get("body", b""))
+        await send(message)
 
-class _Outcome:
-    """What the client was sent: the status and, for audits that need it, a small body."""
-
-    def __init__(self, *, keep_body: bool) -> None:
-        self.status = 500
-        self.keep_body = keep_body
-        self.body = b""
-
-    def wrap(self, send: Send) -> Send:
-        async def wrapped(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self.status = message["status"]
-            elif self.keep_body and len(self.body) < _AUDIT_BODY_LIMIT:
-                self.body += message.get("body", b"")
-            await send(message)
-
-        return wrapped
+    return wrapped
 
 
 class ProxyMiddleware:
@@ -91,38 +88,74 @@ class ProxyMiddleware:
         # Declared public routes by their template; anything else under a service by one label.
         self._routes = PublicRoutes()
         self._labels = {s: RouteLabel(f"{PREFIX}{s}/{{path}}") for s in self._services}
+        self._undeclared = {s: EdgeRoute("*", label.path) for s, label in self._labels.items()}
+        for route in self._routes.all():  # a misspelt policy fails at start, not per request
+            gateway.limiter.rule(route.policy)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"] if scope["type"] == "http" else ""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw: bytes = scope.get("raw_path") or quote(scope["path"]).encode("ascii")
+        canonical = canonical_path(raw)
+        if canonical is None:
+            await problem_response(
+                400,
+                "Ambiguous path",
+                "Paths may not contain '.' or '..' segments or encoded separators.",
+            )(scope, receive, send)
+            return
+        # In place: the gateway's own routes, the access log and the span see it too.
+        path, scope["raw_path"] = canonical
+        scope["path"] = path
         service = path[len(PREFIX) :].split("/", 1)[0] if path.startswith(PREFIX) else ""
         if service not in self._services:  # the gateway's own routes, or a 404
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]
-        template = self._routes.match(method, path, service)
-        scope["route"] = self._labels[service] if template is None else RouteLabel(template)
-        action = AUDITED.get((method, template or ""))
-        if action is None or not self.gateway.settings.audit.enabled:
-            await self._guarded(scope, receive, send, service)
+        route = self._routes.route(method, path, service) or self._undeclared[service]
+        scope["route"] = RouteLabel(route.template)
+        if route.audit is None or not self.gateway.settings.audit.enabled:
+            await self._guarded(scope, receive, send, service, route, None)
             return
-        started = time.perf_counter()
-        outcome = _Outcome(keep_body=action in ("register", "login"))
-        await self._guarded(scope, receive, outcome.wrap(send), service)
-        # The client has the whole answer now: record what happened, off the client path.
-        self.gateway.audit(
-            action, scope, outcome.status, outcome.body, time.perf_counter() - started
+        client = scope.get("client")
+        exchange = AuditedExchange(
+            route.audit,
+            method,
+            route.template,
+            client[0] if client else "",
+            started=time.perf_counter(),
         )
+        await self._guarded(scope, receive, _noting(send, exchange), service, route, exchange)
+        # The client has the whole answer now: record what happened, off the client path.
+        self.gateway.auditor.record(exchange)
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send, service: str) -> None:
+    async def _guarded(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        service: str,
+        route: EdgeRoute,
+        exchange: AuditedExchange | None,
+    ) -> None:
         try:
-            await self._proxy(scope, receive, send, service)
+            await self._proxy(scope, receive, send, service, route, exchange)
         except Exception:
             log.exception("proxy error", extra={"path": scope["path"]})
             await problem_response(500, detail="An unexpected error occurred.")(
                 scope, receive, send
             )
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send, service: str) -> None:
+    async def _proxy(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        service: str,
+        route: EdgeRoute,
+        exchange: AuditedExchange | None,
+    ) -> None:
         gw = self.gateway
         path: str = scope["path"]
         method: str = scope["method"]
@@ -130,7 +163,8 @@ class ProxyMiddleware:
         authorization = next((v for n, v in headers if n == b"authorization"), None)
         client = scope.get("client")
         client_ip: str = client[0] if client else ""
-        policy, rule = gw.limiter.policy_for(method, path)
+        policy = route.policy
+        rule = gw.limiter.rule(policy)
         claims: Claims | None = None
         rejection: tuple[str, str, str] | None = None  # (metric reason, detail, challenge)
         if authorization is not None:
@@ -139,7 +173,8 @@ class ProxyMiddleware:
                 if token is None:
                     raise InvalidToken("not a bearer token")
                 claims = await gw.auth.verify(token)
-                scope[CLAIMS_KEY] = claims
+                if exchange is not None:
+                    exchange.token_subject = claims.subject
             except InvalidToken as e:
                 rejection = (
                     "invalid",
@@ -157,6 +192,8 @@ class ProxyMiddleware:
         decision = await gw.limiter.check(policy, rule, subject)
         send = _adding_headers(send, decision.headers())
         if not decision.allowed:
+            if exchange is not None:
+                exchange.refused = "rate_limited"
             await problem_response(
                 429,
                 "Too many requests",
@@ -168,6 +205,8 @@ class ProxyMiddleware:
         if rejection is not None:
             reason, detail, challenge = rejection
             gw.metrics.auth_failures.labels(reason).inc()
+            if exchange is not None:
+                exchange.refused = "unauthenticated"
             await problem_response(
                 401,
                 "Unauthorized",
@@ -179,8 +218,12 @@ class ProxyMiddleware:
         try:
             body = await _read_body(scope, receive, gw.settings.upstream.max_body_bytes)
         except _ClientGone:
+            if exchange is not None:
+                exchange.refused = "client_gone"
             return  # never forward a body the client did not finish sending
         except _TooLarge:
+            if exchange is not None:
+                exchange.refused = "too_large"
             await problem_response(
                 413,
                 "Request body too large",
@@ -188,9 +231,10 @@ class ProxyMiddleware:
                 instance=path,
             )(scope, receive, send)
             return
-        template: str = getattr(scope.get("route"), "path", "")
-        raw_path: bytes = scope.get("raw_path") or path.encode()
-        target = raw_path.decode("latin-1")
+        if exchange is not None and exchange.keeps_bodies:
+            exchange.request_body = body
+        template = route.template
+        target = scope["raw_path"].decode("latin-1")  # canonical, as the service will see it
         query: bytes = scope.get("query_string", b"")
         if query:
             target += "?" + query.decode("latin-1")
@@ -206,7 +250,7 @@ class ProxyMiddleware:
                 (method, template) in _HONOURS_IDEMPOTENCY_KEY
                 and any(n == b"idempotency-key" for n, _ in headers)
             ),
-            route=f"{method} {template}" if template else "",
+            route=f"{method} {template}" if route.method != "*" else "",
         )
         breaker = gw.breakers[service]
         ticket = breaker.admit()
@@ -225,6 +269,9 @@ class ProxyMiddleware:
             finally:
                 breaker.record(ticket, verdict)
                 note_upstream(outbound.attempts[-1] if outbound.attempts else None)
+        if exchange is not None:
+            # Asked = audited, whatever came back: a timed-out order may have been placed.
+            exchange.refused = None if outbound.attempts else "unavailable"
         cache_key = target if cacheable_request(method, headers) else None
         if isinstance(result, Answer):
             if cache_key is not None and cacheable_answer(result.status, result.headers):

@@ -6,16 +6,28 @@ The declarations give three things:
 
 - `openapi_document(settings)`: the document at `GET /openapi.json`, with the
   bearer scheme on every route that needs a token and problem+json errors;
-- `PublicRoutes.match(method, path)`: the template (`/api/v1/trading/orders/{order_id}`)
-  that labels metrics and the access log, instead of an unbounded raw path;
-- `AUDITED`: which routes are significant actions, published as audit events.
+- `PublicRoutes.route(method, path, service)`: the `EdgeRoute` of a request: its
+  template (`/api/v1/trading/orders/{order_id}`), which labels metrics and the
+  access log instead of an unbounded raw path, its rate-limit policy and its audit
+  action (`@edge(policy=..., audit=...)` on the declaration);
+- `canonical_path(raw_path)`: the one form of a path every decision is made on.
+
+Paths are canonicalised before anything is decided: empty segments (`a//b`, a
+trailing `/`) are dropped, so `/api/v1/users/login/` *is* `/api/v1/users/login`
+(its policy, its public rule, its audit action) and is forwarded as such. A path
+that could mean something else to another parser (`.` or `..` segments, an encoded
+`/` or `\\` inside a segment, a leading `//`) is refused instead: no client that
+follows RFC 3986 sends one, and guessing is how an edge and a service come to
+disagree.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Query
 from fastapi.openapi.utils import get_openapi
@@ -41,12 +53,27 @@ from gateway.schemas import (
 
 router = APIRouter()
 
-# (method, template) -> action name in the audit trail.
-AUDITED = {
-    ("POST", "/api/v1/users/register"): "register",
-    ("POST", "/api/v1/users/login"): "login",
-    ("POST", "/api/v1/trading/orders"): "order",
-}
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class _Edge:
+    policy: str
+    audit: str | None
+
+
+_EDGE: dict[object, _Edge] = {}
+
+
+def edge(*, policy: str = "default", audit: str | None = None) -> Callable[[_F], _F]:
+    """What the edge does with a route besides forwarding it: the rate-limit policy
+    (a rule of `RateLimitSettings`) and the audit action, if it is a significant one."""
+
+    def mark(endpoint: _F) -> _F:
+        _EDGE[endpoint] = _Edge(policy, audit)
+        return endpoint
+
+    return mark
 
 
 def _upstream() -> NoReturn:  # pragma: no cover - the proxy answers these paths
@@ -54,12 +81,14 @@ def _upstream() -> NoReturn:  # pragma: no cover - the proxy answers these paths
 
 
 @router.post("/api/v1/users/register", status_code=201, tags=["users"])
+@edge(policy="auth", audit="register")
 async def register(body: UserCreate) -> UserPublic:
     """Create an account."""
     _upstream()
 
 
 @router.post("/api/v1/users/login", tags=["users"])
+@edge(policy="auth", audit="login")
 async def login(body: TokenCreate) -> TokenPublic:
     """Exchange username and password for a bearer access token."""
     _upstream()
@@ -78,6 +107,7 @@ async def markets() -> list[MarketPublic]:
 
 
 @router.post("/api/v1/trading/orders", status_code=201, tags=["trading"])
+@edge(policy="orders", audit="order")
 async def create_order(body: OrderCreate) -> OrderPublic:
     """Place a market order; it fills at once at the current price."""
     _upstream()
@@ -133,32 +163,72 @@ async def feed(
 
 
 @dataclass(frozen=True, slots=True)
-class _Template:
+class EdgeRoute:
+    """A declared route as the edge uses it."""
+
     method: str
-    path: str
-    regex: re.Pattern[str]
+    template: str
+    policy: str = "default"  # the rule of `RateLimitSettings` that limits it
+    audit: str | None = None  # the action in the audit trail, when it is significant
+    regex: re.Pattern[str] | None = None
+
+
+_SEPARATORS = ("/", "\\")
+
+
+def canonical_path(raw_path: bytes) -> tuple[str, bytes] | None:
+    """(decoded, encoded) canonical path, or None when the path is ambiguous.
+
+    canonical_path(b"/api/v1//users/login/")  # ("/api/v1/users/login", b"/api/v1/users/login")
+    canonical_path(b"/api/v1/x/../users")     # None
+    """
+    if raw_path.startswith(b"//"):
+        # Read as an authority by URL parsers (`//host/path`), and it would slip past
+        # the prefix checks of the outer layers (`/api/` gets no-store): ambiguous.
+        return None
+    raw_segments = [s for s in raw_path.split(b"/") if s]
+    decoded = []
+    for raw in raw_segments:
+        # As uvicorn decodes `scope["path"]`, so the decision and the service agree.
+        segment = unquote(raw.decode("latin-1"))
+        if segment in (".", "..") or any(sep in segment for sep in _SEPARATORS):
+            return None
+        decoded.append(segment)
+    return "/" + "/".join(decoded), b"/" + b"/".join(raw_segments)
 
 
 class PublicRoutes:
     """routes = PublicRoutes()
-    routes.match("GET", "/api/v1/trading/orders/0190...")  # "/api/v1/trading/orders/{order_id}"
+    routes.route("POST", "/api/v1/users/login", "users")   # EdgeRoute(policy="auth", audit="login")
+    routes.match("GET", "/api/v1/trading/orders/0190...", "trading")
+    # "/api/v1/trading/orders/{order_id}"
+
+    Paths are matched as `canonical_path` gives them.
     """
 
     def __init__(self) -> None:
-        self._by_service: dict[str, list[_Template]] = {}
+        self._by_service: dict[str, list[EdgeRoute]] = {}
         for route in router.routes:
             assert isinstance(route, APIRoute)
             service = route.path.split("/")[3]
+            rule = _EDGE.get(route.endpoint, _Edge("default", None))
             for method in route.methods or ():
                 self._by_service.setdefault(service, []).append(
-                    _Template(method, route.path, route.path_regex)
+                    EdgeRoute(method, route.path, rule.policy, rule.audit, route.path_regex)
                 )
 
-    def match(self, method: str, path: str, service: str) -> str | None:
-        for template in self._by_service.get(service, ()):
-            if template.method == method and template.regex.match(path):
-                return template.path
+    def route(self, method: str, path: str, service: str) -> EdgeRoute | None:
+        for route in self._by_service.get(service, ()):
+            if route.method == method and route.regex is not None and route.regex.match(path):
+                return route
         return None
+
+    def match(self, method: str, path: str, service: str) -> str | None:
+        route = self.route(method, path, service)
+        return None if route is None else route.template
+
+    def all(self) -> list[EdgeRoute]:
+        return [route for routes in self._by_service.values() for route in routes]
 
 
 _PROBLEMS = {

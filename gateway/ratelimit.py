@@ -92,8 +92,8 @@ class _MemoryGcra:
 class RateLimiter:
     """limiter = RateLimiter(redis, settings.rate_limit, metrics)
 
-    policy, rule = limiter.policy_for("POST", "/api/v1/users/login")
-    decision = await limiter.check(policy, rule, "ip:203.0.113.9")
+    rule = limiter.rule("auth")   # the policy comes from the route's declaration
+    decision = await limiter.check("auth", rule, "ip:203.0.113.9")
     """
 
     def __init__(
@@ -112,12 +112,16 @@ class RateLimiter:
         self._memory = _MemoryGcra(clock)
         self._redis_back_at = 0.0
 
-    def policy_for(self, method: str, path: str) -> tuple[str, RateLimitRule]:
-        if method == "POST" and path in ("/api/v1/users/login", "/api/v1/users/register"):
-            return "auth", self._s.auth
-        if method == "POST" and path.rstrip("/") == "/api/v1/trading/orders":
-            return "orders", self._s.orders
-        return "default", self._s.default
+    def rule(self, policy: str) -> RateLimitRule:
+        """The rule of a policy named on a route declaration (`public_api.edge`).
+
+        There is no path matching here: the proxy asks with the policy of the route
+        it matched on the canonical path, so `/login/` and `/login` are one policy.
+        """
+        rule = getattr(self._s, policy, None)
+        if not isinstance(rule, RateLimitRule):
+            raise KeyError(f"no rate-limit rule {policy!r} in RateLimitSettings")
+        return rule
 
     async def check(self, policy: str, rule: RateLimitRule, subject: str) -> Decision:
         key = keys.rate_limit(policy, subject)

@@ -5,27 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
-from starlette.types import Scope
 
-from backbone.auth import Claims
 from backbone.bus.publisher import Publisher
 from backbone.redis_pool import redis_client
 from backbone.registry import Discovery, InstanceInfo, Registrar
-from backbone.telemetry.correlation import get_correlation_id
-from contracts.gateway import ActionAuditedData
 from gateway.audit import AuditPublisher, AuditTrail, audit_trail_recorder
 from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker, State
 from gateway.config import GatewaySettings
 from gateway.fallback import StaleCache
 from gateway.metrics import BREAKER_STATES, GatewayMetrics, gateway_metrics
-from gateway.proxy import CLAIMS_KEY
 from gateway.ratelimit import RateLimiter
 from gateway.upstream import Upstreams
 
@@ -64,8 +57,12 @@ class Gateway:
         self.publisher = Publisher(
             self.redis, producer="gateway", settings=settings.bus, registry=registry
         )
-        self.auditor = AuditPublisher(self.publisher, settings.audit, self.metrics)
-        self.audit_trail = AuditTrail(self.redis)
+        self.auditor = AuditPublisher(
+            self.publisher, settings.audit, self.metrics, verify=self.auth.verify
+        )
+        self.audit_trail = AuditTrail(
+            self.redis, retention_seconds=settings.audit.retention_seconds
+        )
         self.recorder = audit_trail_recorder(
             self.redis,
             consumer=settings.instance_id,
@@ -145,43 +142,3 @@ class Gateway:
                 ],
             }
         return services
-
-    def audit(self, action: str, scope: Scope, status: int, body: bytes, elapsed: float) -> None:
-        """Publish, in the background, that `action` ended with `status` for the client."""
-        claims: Claims | None = scope.get(CLAIMS_KEY)
-        client = scope.get("client")
-        occurred_at = datetime.now(UTC)
-        cid = get_correlation_id() or ""
-        route = getattr(scope.get("route"), "path", scope["path"])
-
-        async def make() -> ActionAuditedData:
-            subject = claims.subject if claims is not None else None
-            if subject is None and 200 <= status < 300:
-                subject = await self._subject_of_answer(action, body)
-            return ActionAuditedData(
-                action=action,
-                subject=subject,
-                method=scope["method"],
-                route=route,
-                status=status,
-                latency_ms=round(elapsed * 1000, 3),
-                client_ip=client[0] if client else "",
-                correlation_id=cid,
-                occurred_at=occurred_at,
-            )
-
-        self.auditor.submit(make)
-
-    async def _subject_of_answer(self, action: str, body: bytes) -> str | None:
-        """Who registered (the new id) or logged in (the issued token's verified subject)."""
-        if action not in ("register", "login"):
-            return None
-        try:
-            doc = orjson.loads(body)
-            if action == "register":
-                return str(doc["id"])
-            if action == "login":
-                return (await self.auth.verify(str(doc["access_token"]))).subject
-        except Exception as e:
-            log.warning("audit: no subject in the %s answer: %r", action, e)
-        return None

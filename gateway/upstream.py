@@ -6,13 +6,19 @@
 
 Bodies are read whole: the services answer small JSON, and a complete answer is
 what the retry, the breaker verdict and the stale cache need.
+
+An answer never tells the client where the services are: a `Location` or
+`Content-Location` that names a host of the answering instance or of any instance
+discovery knows is rewritten to its path and query, which is the same resource
+through the gateway (the services serve the public paths); one that cannot be
+parsed is dropped. Other absolute URLs (another site) pass unchanged.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -131,13 +137,49 @@ def outbound_headers(
     return out
 
 
-def _response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+_LOCATIONS = frozenset({b"location", b"content-location"})
+
+
+def gateway_relative(value: bytes, internal_hosts: Callable[[], frozenset[str]]) -> bytes | None:
+    """A Location as the client may see it: an internal URL becomes its path and query.
+
+    gateway_relative(b"http://127.0.0.1:8101/api/v1/x?y=1", hosts)  # b"/api/v1/x?y=1"
+    gateway_relative(b"/api/v1/x", hosts)                           # unchanged
+    """
+    try:
+        url = URL(value.decode("latin-1"), encoded=True)
+        host = url.host
+    except (ValueError, UnicodeError):
+        return None  # unreadable: it may still name an internal address
+    if host is None:
+        return value  # already relative to wherever the client sent the request
+    # By host, not origin: another port on an instance's host is internal as well.
+    if host.lower() not in internal_hosts():
+        return value
+    # One leading slash: "//evil.example/x" (or "/\evil...") would send browsers off-site.
+    relative = "/" + url.raw_path.lstrip("/\\")
+    if url.raw_query_string:
+        relative += f"?{url.raw_query_string}"
+    if url.raw_fragment:
+        relative += f"#{url.raw_fragment}"
+    return relative.encode("latin-1")
+
+
+def _response_headers(
+    raw: Iterable[tuple[bytes, bytes]], internal_hosts: Callable[[], frozenset[str]]
+) -> list[tuple[bytes, bytes]]:
     dropped = set(HOP_BY_HOP) | _RESPONSE_DROPPED
     out = []
     for name, value in raw:
         lower = name.lower()
-        if lower.decode("latin-1") not in dropped:
-            out.append((lower, value))
+        if lower.decode("latin-1") in dropped:
+            continue
+        if lower in _LOCATIONS:
+            rewritten = gateway_relative(value, internal_hosts)
+            if rewritten is None:
+                continue
+            value = rewritten
+        out.append((lower, value))
     return out
 
 
@@ -206,6 +248,20 @@ class Upstreams:
             extra={"service": service, "instance": instance_id},
         )
 
+    def _internal_hosts(self, base: str) -> frozenset[str]:
+        """The hosts of `base` and of every instance discovery knows (only asked when an
+        answer carries a Location, so the hot path never builds it)."""
+        urls = [base, *(i.url for found in self._discovery.all_instances().values() for i in found)]
+        hosts = set()
+        for url in urls:
+            try:
+                host = URL(url).host
+            except ValueError:
+                continue
+            if host:
+                hosts.add(host.lower())
+        return frozenset(hosts)
+
     async def forward(self, service: str, request: Outbound) -> Answer | Failure:
         instances = self._discovery.instances(service)
         balancer = self.balancer(service)
@@ -257,9 +313,8 @@ class Upstreams:
                 body = await response.read()
             ok = response.status < 500
             outcome = "ok" if ok else "http_5xx"
-            return Answer(
-                response.status, _response_headers(response.raw_headers), body, instance_id
-            )
+            headers = _response_headers(response.raw_headers, lambda: self._internal_hosts(base))
+            return Answer(response.status, headers, body, instance_id)
         except aiohttp.ConnectionTimeoutError as e:
             ok, outcome = False, "connect_error"
             return Failure("connect_error", f"connect timeout to {service}: {e!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,8 +32,12 @@ MONITORING_PORTS: dict[str, int] = {
 class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASTRA_", extra="ignore")
 
+    env: Literal["dev", "test", "prod"] = "dev"  # prod: secrets must exist, none is generated
     run_dir: Path = Path("var")
-    redis_url: str = ""  # use this Redis instead of starting our own
+    secrets_file: Path | None = None  # default <run_dir>/secrets.json (stack.secrets)
+    # Use this Redis instead of starting our own; its URL carries its credentials and
+    # every process uses it as it is (per-process users are then the operator's job).
+    redis_url: str = ""
     redis_port: int = 6390
     port_offset: int = Field(default=0, ge=0, le=50_000)  # shifts every port (parallel stacks)
     gateway_replicas: int = Field(default=1, ge=0, le=8)
@@ -55,6 +60,10 @@ class StackSettings(BaseSettings):
 
     def monitoring_port(self, name: str) -> int:
         return MONITORING_PORTS[name] + self.port_offset
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.secrets_file or self.run_dir / "secrets.json"
 
     @property
     def effective_redis_url(self) -> str:

@@ -38,12 +38,14 @@ class RedisServer:
         appendonly: bool = False,
         extra_args: tuple[str, ...] = (),
         binary: str | None = None,
+        aclfile: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port or free_port(host)
         self.appendonly = appendonly
         self.extra_args = extra_args
+        self.aclfile = aclfile  # users and their rights; the `default` user is off in it
         self.binary = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -66,6 +68,7 @@ class RedisServer:
             "--logfile", str(self.log_file),
             "--daemonize", "no",
             "--protected-mode", "yes",
+            *(("--aclfile", str(self.aclfile)) if self.aclfile else ()),
             *self.extra_args,
         ]  # fmt: skip
 
@@ -92,12 +95,13 @@ class RedisServer:
                 err = self.process.stderr.read().decode() if self.process.stderr else ""
                 log = self.log_file.read_text() if self.log_file.exists() else ""
                 raise RedisServerError(f"redis-server exited: {err}{log[-2000:]}")
-            if self._ping():
+            if self.answers_ping():
                 return
             time.sleep(0.01)
         raise RedisServerError(f"redis-server on port {self.port} not ready after {timeout}s")
 
-    def _ping(self) -> bool:
+    def answers_ping(self) -> bool:
+        """Redis is up: PING answers PONG, or NOAUTH when it wants a user first."""
         try:
             with socket.create_connection((self.host, self.port), timeout=0.2) as sock:
                 sock.sendall(b"PING\r\n")

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,11 @@ class Child:
     url: str  # base URL; ready when GET {url}{ready_path} answers 200
     log_path: Path
     ready_path: str = "/health/ready"  # Prometheus and Alertmanager answer on /-/ready
+    # A readiness check for children that speak no HTTP (Redis): replaces the GET.
+    probe: Callable[[], Awaitable[bool]] | None = field(default=None, repr=False)
+    # First restart delay, doubled per quick repeat; Redis comes back sooner than a
+    # service would, since every other child waits on it.
+    backoff_initial: float = 1.0
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -43,8 +49,15 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, *, ready_timeout: float = 30.0, backoff_max: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        ready_timeout: float = 30.0,
+        backoff_max: float = 30.0,
+        on_restart: Callable[[Child], None] | None = None,
+    ) -> None:
         self.children: list[Child] = []
+        self.on_restart = on_restart  # e.g. to publish the new pid
         self.ready_timeout = ready_timeout
         self.backoff_max = backoff_max
         self._closing = False
@@ -79,16 +92,20 @@ class Supervisor:
                         f"{child.name} exited with {child.process.returncode} during start-up; "
                         f"see {child.log_path}"
                     )
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(f"{child.url}{child.ready_path}") as response:
-                        if response.status == 200:
-                            return
+                if child.probe is not None:
+                    if await child.probe():
+                        return
+                else:
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                        async with session.get(f"{child.url}{child.ready_path}") as response:
+                            if response.status == 200:
+                                return
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{child.name} not ready after {self.ready_timeout}s")
                 await asyncio.sleep(0.1)
 
     async def _watch(self, child: Child) -> None:
-        backoff = 1.0
+        backoff = child.backoff_initial
         while not self._closing and not child.stopping:
             assert child.process is not None
             code = await child.process.wait()
@@ -96,18 +113,20 @@ class Supervisor:
                 return
             lived = time.monotonic() - child.started_at
             if lived > 60:
-                backoff = 1.0  # it ran fine for a while: this is a fresh failure
+                backoff = child.backoff_initial  # it ran fine for a while: a fresh failure
             log.warning(
                 "child exited; restarting",
                 extra={"child": child.name, "code": code, "backoff_s": backoff},
             )
-            print(f"! {child.name} exited ({code}); restarting in {backoff:.0f}s", flush=True)
+            print(f"! {child.name} exited ({code}); restarting in {backoff:.1f}s", flush=True)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.backoff_max)
             if self._closing:
                 return
             child.restarts += 1
             await self._spawn(child)
+            if self.on_restart is not None:
+                self.on_restart(child)
 
     async def stop(self, child: Child, grace: float = 25.0) -> None:
         child.stopping = True

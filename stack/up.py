@@ -1,4 +1,9 @@
-"""`astra up`: Redis, the services and the gateway, in order, until Ctrl-C."""
+"""`astra up`: Redis, the services and the gateway, in order, until Ctrl-C.
+
+Before anything starts: the stack's secrets (stack.secrets) and the Redis ACL
+file (stack.redis_acl); every child gets only its own Redis user's URL and the
+secrets its settings ask for.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,51 @@ from pathlib import Path
 
 from stack.config import SERVICES, StackSettings
 from stack.observe.monitoring import monitoring_children
+from stack.redis_acl import acl_file, stack_users, url_for, without_credentials
 from stack.redis_server import RedisServer
+from stack.secrets import SecretsError, StackSecrets, load_or_create, write_private
 from stack.supervisor import Child, Supervisor, python_module
+
+
+class StackRedis:
+    """The Redis every process uses, and the URL each one connects with (as its own user)."""
+
+    def __init__(self, settings: StackSettings, run_dir: Path, secrets: StackSecrets) -> None:
+        self.url = settings.effective_redis_url  # without credentials: safe to print
+        self._secrets = secrets
+        self.child: Child | None = None
+        if settings.redis_url:  # someone else's Redis: its URL is used as given
+            self.url = without_credentials(settings.redis_url)
+            self._given = settings.redis_url
+            return
+        self._given = ""
+        data = run_dir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        aclfile = data / "users.acl"
+        write_private(aclfile, acl_file(stack_users(), secrets.redis_passwords))
+        server = RedisServer(
+            data, port=settings.redis_port + settings.port_offset, appendonly=True, aclfile=aclfile
+        )
+
+        async def answers() -> bool:
+            return await asyncio.to_thread(server.answers_ping)
+
+        # Supervised like every other child: restarted with back-off when it exits,
+        # and stopped last (it was started first), after every consumer has acked.
+        self.child = Child(
+            name="redis",
+            argv=server.command(),
+            env={},
+            url=self.url,
+            log_path=run_dir / "log" / "redis.stderr.log",
+            probe=answers,
+            backoff_initial=0.5,
+        )
+
+    def url_as(self, user: str) -> str:
+        if self._given:
+            return self._given
+        return url_for(self.url, user, self._secrets.redis_password(user))
 
 
 def _exists(module: str) -> bool:
@@ -23,7 +71,9 @@ def _exists(module: str) -> bool:
         return False
 
 
-def service_children(settings: StackSettings, run_dir: Path, redis_url: str) -> list[list[Child]]:
+def service_children(
+    settings: StackSettings, run_dir: Path, redis: StackRedis, secrets: StackSecrets
+) -> list[list[Child]]:
     """One list per service (its instances start together), in dependency order."""
     groups: list[list[Child]] = []
     for service in SERVICES:
@@ -41,7 +91,8 @@ def service_children(settings: StackSettings, run_dir: Path, redis_url: str) -> 
                         "ASTRA_INSTANCE_ID": instance,
                         "ASTRA_HOST": "127.0.0.1",
                         "ASTRA_PORT": str(port),
-                        "ASTRA_REDIS_URL": redis_url,
+                        "ASTRA_REDIS_URL": redis.url_as(service),
+                        "ASTRA_REGISTRY__TOKEN": secrets.registry_token,
                         "ASTRA_RUN_DIR": str(run_dir),
                         "ASTRA_TELEMETRY__LOG_STDERR": "false",  # the .jsonl file has them
                     },
@@ -62,7 +113,9 @@ def service_children(settings: StackSettings, run_dir: Path, redis_url: str) -> 
                         "ASTRA_INSTANCE_ID": f"gateway-{index}",
                         "ASTRA_GATEWAY_HOST": "127.0.0.1",
                         "ASTRA_GATEWAY_PORT": str(port),
-                        "ASTRA_REDIS_URL": redis_url,
+                        "ASTRA_REDIS_URL": redis.url_as("gateway"),
+                        "ASTRA_REGISTRY__TOKEN": secrets.registry_token,
+                        "ASTRA_GATEWAY_OPERATOR_TOKEN": secrets.operator_token,
                         "ASTRA_RUN_DIR": str(run_dir),
                         "ASTRA_TELEMETRY__LOG_STDERR": "false",
                     },
@@ -78,22 +131,41 @@ async def run_stack(settings: StackSettings) -> int:
     started = time.monotonic()
     run_dir = settings.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    redis: RedisServer | None = None
-    redis_url = settings.effective_redis_url
-    if not settings.redis_url:
-        redis = RedisServer(
-            run_dir / "redis", port=settings.redis_port + settings.port_offset, appendonly=True
+    # Databases (password hashes), logs, the ACL and the secrets live here: no other
+    # local user may read any of it.
+    run_dir.chmod(0o700)
+    try:
+        secrets = load_or_create(
+            settings.secrets_path,
+            [user.name for user in stack_users()],
+            generate=settings.env != "prod",  # prod: provisioned, never made up
         )
-        redis.start()
+    except SecretsError as e:
+        print(f"! {e}", flush=True)
+        return 1
+    redis = StackRedis(settings, run_dir, secrets)
+    state: dict[str, object] = {}
+
+    def write_state(_: Child | None = None) -> None:
+        """stack.json: what runs where (pids change when a child is restarted)."""
+        if not state:
+            return
+        state["children"] = [
+            {"name": c.name, "url": c.url, "pid": c.pid} for c in supervisor.children
+        ]
+        (run_dir / "stack.json").write_text(json.dumps(state, indent=2))
+
     supervisor = Supervisor(
-        ready_timeout=settings.ready_timeout, backoff_max=settings.restart_backoff_max
+        ready_timeout=settings.ready_timeout,
+        backoff_max=settings.restart_backoff_max,
+        on_restart=write_state,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     code = 0
-    startup = asyncio.create_task(_start_all(supervisor, settings, run_dir, redis_url))
+    startup = asyncio.create_task(_start_all(supervisor, settings, run_dir, redis, secrets))
     stopped = asyncio.create_task(stop.wait())
     try:
         # Ctrl-C during start-up stops at once instead of after everything is ready.
@@ -106,25 +178,20 @@ async def run_stack(settings: StackSettings) -> int:
             return 0
         notes = startup.result()
         elapsed = time.monotonic() - started
-        rows = [("redis", redis_url, str(redis.process.pid if redis and redis.process else "-"))]
-        rows += [(c.name, c.url, str(c.pid)) for c in supervisor.children]
+        rows = [(c.name, c.url, str(c.pid)) for c in supervisor.children]
+        if redis.child is None:
+            rows.insert(0, ("redis", redis.url, "-"))
         _print_table(rows, elapsed)
+        print(f"  secrets: {settings.secrets_path} (operator token, Redis users)")
         for note in notes:
             print(f"  note: {note}")
-        if notes:
-            print(flush=True)
-        (run_dir / "stack.json").write_text(
-            json.dumps(
-                {
-                    "redis_url": redis_url,
-                    "ready_seconds": round(elapsed, 2),
-                    "children": [
-                        {"name": c.name, "url": c.url, "pid": c.pid} for c in supervisor.children
-                    ],
-                },
-                indent=2,
-            )
+        print(flush=True)
+        state.update(
+            redis_url=redis.url,  # no credentials: those are in the secrets file
+            secrets_file=str(settings.secrets_path.resolve()),
+            ready_seconds=round(elapsed, 2),
         )
+        write_state()
         await stop.wait()
         print("stopping…", flush=True)
     except* RuntimeError as group:
@@ -133,28 +200,32 @@ async def run_stack(settings: StackSettings) -> int:
         code = 1
     finally:
         stopped.cancel()
-        await supervisor.aclose()
-        if redis is not None:
-            redis.stop()
+        await supervisor.aclose()  # Redis last: it was started first
         (run_dir / "stack.json").unlink(missing_ok=True)
     print("stopped", flush=True)
     return code
 
 
 async def _start_all(
-    supervisor: Supervisor, settings: StackSettings, run_dir: Path, redis_url: str
+    supervisor: Supervisor,
+    settings: StackSettings,
+    run_dir: Path,
+    redis: StackRedis,
+    secrets: StackSecrets,
 ) -> list[str]:
     """Start each group once the one before is ready; a failing child stops its siblings.
 
     Returns notes about monitoring binaries that are not installed.
     """
-    for group in service_children(settings, run_dir, redis_url):
+    if redis.child is not None:
+        await supervisor.start(redis.child)
+    for group in service_children(settings, run_dir, redis, secrets):
         async with asyncio.TaskGroup() as tasks:
             for child in group:
                 tasks.create_task(supervisor.start(child))
     notes: list[str] = []
     if settings.monitoring:
-        monitoring, notes = monitoring_children(settings, run_dir, redis_url)
+        monitoring, notes = monitoring_children(settings, run_dir, redis.url_as, secrets)
         for group in monitoring:
             async with asyncio.TaskGroup() as tasks:
                 for child in group:

@@ -16,6 +16,15 @@ def _message_name(event_type: EventType[Any]) -> str:
     return f"{event_type.domain}.{event_type.name}.v{event_type.version}"
 
 
+def _producer_schema(base: dict[str, Any], event_type: EventType[Any]) -> dict[str, Any]:
+    # The declared producers are part of the contract: consumers dead-letter the rest.
+    return {
+        **base,
+        "enum": list(event_type.producers),
+        "description": "Declared producers; consumers dead-letter any other (unknown_producer).",
+    }
+
+
 def json_schemas(catalog: EventCatalog) -> dict[str, dict[str, Any]]:
     """One JSON Schema per stream: the envelope with `data` replaced by the event's model."""
     envelope = Envelope.model_json_schema()
@@ -31,6 +40,7 @@ def json_schemas(catalog: EventCatalog) -> dict[str, dict[str, Any]]:
         props = dict(schema["properties"])
         props["type"] = {**props["type"], "const": et.type}
         props["version"] = {**props["version"], "const": et.version}
+        props["producer"] = _producer_schema(props["producer"], et)
         props["data"] = data
         schema["properties"] = props
         out[et.stream_key] = schema
@@ -61,6 +71,7 @@ def asyncapi_document(catalog: EventCatalog, *, title: str, version: str) -> dic
                         "properties": {
                             "type": {"const": et.type},
                             "version": {"const": et.version},
+                            "producer": _producer_schema({}, et),
                             "data": {"$ref": f"#/components/schemas/{et.model.__name__}"},
                         },
                     },
@@ -78,7 +89,10 @@ def asyncapi_document(catalog: EventCatalog, *, title: str, version: str) -> dic
         operations[f"publish.{name}"] = {
             "action": "send",
             "channel": {"$ref": f"#/channels/{name}"},
-            "summary": f"{et.domain} publishes {et.name} (XADD, approximate MAXLEN/MINID).",
+            "summary": (
+                f"{' or '.join(et.producers)} publishes {et.name} (XADD, approximate MAXLEN/MINID)."
+            ),
+            "x-producers": list(et.producers),
         }
     return {
         "asyncapi": "3.0.0",
@@ -88,7 +102,8 @@ def asyncapi_document(catalog: EventCatalog, *, title: str, version: str) -> dic
             "description": (
                 "Every event of the stack, generated from the code (`make docs`). "
                 "Consumers read with XREADGROUP in named groups and ack only after "
-                "their handler succeeded."
+                "their handler succeeded; an envelope whose `producer` is not one the "
+                "event type declares is dead-lettered (`unknown_producer`), never handled."
             ),
         },
         "defaultContentType": "application/json",

@@ -7,6 +7,8 @@
        | success: one Lua script = effects + marker SET NX + XACK
        | failure: HINCRBY failures; after max_deliveries --> <stream>.dlq + XACK
     reaper: XAUTOCLAIM entries idle > claim_idle_ms (crashed peers, failed retries)
+    Redis away: every loop backs off (50 ms .. 2 s), logs once per outage, and
+    recreates the groups (NOGROUP) when a Redis that lost its data comes back
 
 Nothing is acked before its handler succeeded; a crash anywhere leaves the entry
 pending, and the reaper or the restarted consumer (which drains its own pending
@@ -34,6 +36,7 @@ from redis.exceptions import RedisError, ResponseError
 from backbone import keys
 from backbone._text import text
 from backbone.bus import envelope as envelope_codec
+from backbone.bus._outage import Outage
 from backbone.bus.effects import COMMIT_SCRIPT, Effects, commit_args
 from backbone.bus.envelope import Envelope
 from backbone.bus.metrics import BusMetrics, bus_metrics
@@ -152,6 +155,12 @@ class Consumer:
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight = 0
         self.last_error: str | None = None
+        fields = {"group": group, "consumer": consumer}
+        self._outages = {
+            stream: Outage(log, f"consumer {group} reading {stream}", stream=stream, **fields)
+            for stream in self._handlers
+        }
+        self._reaper_outage = Outage(log, f"consumer {group} reaper", **fields)
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -163,8 +172,21 @@ class Consumer:
     def running(self) -> bool:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
 
+    @property
+    def waiting_for_redis(self) -> str | None:
+        """Why a read loop is backing off (its last Redis error), or None when all read."""
+        for outage in self._outages.values():
+            if outage.active:
+                return outage.error
+        return None
+
     async def start(self) -> None:
-        await self._ensure_groups()
+        """Create the groups and start the loops; a Redis away now only delays reading."""
+        try:
+            await self._ensure_groups()
+        except (RedisError, OSError) as e:
+            # The read loops create the groups on their first NOGROUP once Redis is back.
+            self._note_error(e)
         self._stopping.clear()
         self._tasks = [
             asyncio.create_task(self._read_loop(stream), name=f"consume:{self.group}:{stream}")
@@ -207,36 +229,54 @@ class Consumer:
 
     # --- reading -----------------------------------------------------------
 
-    async def _ensure_groups(self) -> None:
+    async def _ensure_groups(self) -> list[str]:
+        """Create the group on each stream that lacks it; the streams where it was created."""
+        created = []
         for stream in self._handlers:
             try:
                 await self.redis.xgroup_create(stream, self.group, id=self._start_id, mkstream=True)
             except ResponseError as e:
                 if "BUSYGROUP" not in str(e):
                     raise
+            else:
+                created.append(stream)
+        return created
 
     async def _read_loop(self, stream: str) -> None:
-        backoff = 0.05
-        drained = False
+        outage = self._outages[stream]
+        drained = recreated = False
         while not self._stopping.is_set():
             try:
                 if not drained:
                     await self._drain_own_pending(stream)
                     drained = True
                 await self._read_once(stream, block_ms=self.settings.block_ms)
-                backoff = 0.05
-            except (RedisError, OSError) as e:
-                self._note_error(stream, e)
-                if "NOGROUP" in str(e):
-                    await self._recreate_group(stream)
+                outage.recovered()
+                recreated = False
+            except (RedisError, OSError, EOFError) as e:  # EOFError: a read cut short
+                self._note_error(e)
+                if "NOGROUP" in str(e) and not recreated:
+                    # A Redis that came back without its data lost the group (and the
+                    # stream): recreate both and read again at once (once: a group
+                    # that vanishes again right away waits like any other failure).
+                    await self._recreate_groups()
+                    recreated = True
+                    continue
                 drained = False  # after an outage, first finish what we already hold
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await self._sleep(outage.failed(e))
+            except Exception as e:  # a bug must not end the loop: the group would stall
+                log.exception("consumer read loop error", extra={"stream": stream})
+                self._note_error(e)
+                drained = False
+                await self._sleep(outage.failed(e))
 
     async def _read_once(self, stream: str, block_ms: int | None) -> int:
         response = await self.redis.xreadgroup(
             self.group, self.name, {stream: ">"}, count=self.settings.batch_size, block=block_ms
         )
+        # Redis answered: the outage (if any) is over before the batch is handled, so
+        # readiness is back as soon as events flow again.
+        self._outages[stream].recovered()
         entries = _entries(response)
         if entries:
             await self._process(stream, entries, redelivered=False)
@@ -257,15 +297,27 @@ class Consumer:
 
     async def _reap_loop(self) -> None:
         interval = self.settings.reaper_interval_ms / 1000
+        outage = self._reaper_outage
+        delay = interval
         while not self._stopping.is_set():
-            await self._sleep(interval)
-            for stream in self._handlers:
-                if self._stopping.is_set():
-                    return
-                try:
+            await self._sleep(delay)
+            delay = interval
+            try:
+                for stream in self._handlers:
+                    if self._stopping.is_set():
+                        return
                     await self._reap_stream(stream)
-                except (RedisError, OSError) as e:
-                    self._note_error(stream, e)
+                outage.recovered()
+            except (RedisError, OSError, EOFError) as e:
+                if "NOGROUP" in str(e):
+                    await self._recreate_groups()  # Redis lost its data; nothing to reclaim
+                    continue
+                self._note_error(e)
+                delay = max(interval, outage.failed(e))
+            except Exception as e:  # keep reclaiming whatever went wrong once
+                log.exception("consumer reaper error", extra={"group": self.group})
+                self._note_error(e)
+                delay = max(interval, outage.failed(e))
 
     async def _reap_stream(self, stream: str) -> None:
         start = "0-0"
@@ -291,11 +343,18 @@ class Consumer:
             if start == "0-0" or self._stopping.is_set():
                 return
 
-    async def _recreate_group(self, stream: str) -> None:
+    async def _recreate_groups(self) -> None:
         try:
-            await self._ensure_groups()
+            created = await self._ensure_groups()
         except (RedisError, OSError) as e:
-            self._note_error(stream, e)
+            self._note_error(e)
+            return
+        if created:
+            log.warning(
+                "consumer group recreated (Redis lost it); reading those streams from %s",
+                self._start_id,
+                extra={"group": self.group, "streams": created},
+            )
 
     # --- processing --------------------------------------------------------
 
@@ -315,9 +374,20 @@ class Consumer:
                     continue
                 raw = fields.get(_ENVELOPE_KEY)
                 try:
-                    events.append(self._decode(stream, event_type, entry_id, raw))
+                    event = self._decode(stream, event_type, entry_id, raw)
                 except EnvelopeError as e:
                     await self._dead_letter(stream, entry_id, fields, str(e), 0, "poison")
+                    continue
+                if not event_type.allows(event.envelope.producer):
+                    # Well-formed is not trusted: anyone who can XADD can write a valid
+                    # envelope, so only the producers the event type declares are applied.
+                    why = (
+                        f"producer {event.envelope.producer[:128]!r} is not declared for "
+                        f"{stream} (declared: {', '.join(event_type.producers)})"
+                    )
+                    await self._dead_letter(stream, entry_id, fields, why, 0, "unknown_producer")
+                    continue
+                events.append(event)
             if not events:
                 return
             failures = await self._failure_counts(fkey, events) if redelivered else {}
@@ -528,12 +598,9 @@ class Consumer:
             return ("MAXLEN", "~", kwargs["maxlen"])
         return ("MINID", "~", kwargs["minid"])
 
-    def _note_error(self, stream: str, error: BaseException) -> None:
-        self.last_error = f"{type(error).__name__}: {error}"
-        log.warning(
-            "consumer cannot reach Redis; retrying",
-            extra={"stream": stream, "group": self.group, "error": self.last_error},
-        )
+    def _note_error(self, error: BaseException) -> None:
+        # Logged by the loop's Outage, once per outage, not here once per retry.
+        self.last_error = f"{type(error).__name__}: {error}"[:500]
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -57,12 +57,18 @@ def encode(
 ) -> tuple[str, bytes]:
     """Return `(event_id, envelope JSON)` for one event.
 
-    `data` must be an instance of the event type's model: handing the wrong
-    model is a programming error caught here, before anything reaches Redis.
+    `data` must be an instance of the event type's model, and `producer` one the
+    event type declares: either mistake is a programming error caught here, before
+    anything reaches Redis (consumers would dead-letter the event anyway).
     """
     if not isinstance(data, event_type.model):
         raise EnvelopeError(
             f"{event_type.stream_key} takes {event_type.model.__name__}, got {type(data).__name__}"
+        )
+    if not event_type.allows(producer):
+        raise EnvelopeError(
+            f"{producer!r} is not a declared producer of {event_type.stream_key} "
+            f"(declared: {', '.join(event_type.producers)})"
         )
     eid = event_id or new_event_id()
     body = {

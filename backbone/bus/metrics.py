@@ -54,7 +54,8 @@ class BusMetrics:
         )
         self.dead_lettered = Counter(
             "astra_bus_dead_lettered_events_total",
-            "Entries moved to the dead-letter stream, by reason (poison or failures).",
+            "Entries moved to the dead-letter stream, by reason "
+            "(poison, unknown_producer, failures, effect_error).",
             ["stream", "group", "reason"],
             registry=registry,
         )

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from backbone import keys
 from backbone._text import text
+from backbone.bus._outage import Outage
 from backbone.bus.metrics import bus_metrics
 
 log = logging.getLogger("backbone.bus.monitor")
@@ -38,6 +39,7 @@ class StreamMonitor:
         self._metrics = bus_metrics(registry)
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._outage = Outage(log, "stream monitor")
 
     async def start(self) -> None:
         self._stop.clear()
@@ -54,12 +56,18 @@ class StreamMonitor:
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
+            delay = self._interval
             try:
                 await self.sample()
-            except (RedisError, OSError) as e:
-                log.debug("stream sampling failed", extra={"error": str(e)})
+                self._outage.recovered()
+            except (RedisError, OSError, EOFError) as e:
+                # The gauges keep their last values; sampling resumes with Redis.
+                delay = min(self._interval, self._outage.failed(e))
+            except Exception as e:  # an odd reply must not end sampling for good
+                log.exception("stream sampling failed")
+                delay = max(self._interval, self._outage.failed(e))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self._interval)
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
 
     async def sample(self) -> None:
         m = self._metrics

@@ -22,6 +22,8 @@ from backbone.errors import RetentionError, StreamNameError
 _SNAKE = r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*"
 _STREAM_RE = re.compile(rf"^astra\.({_SNAKE})\.({_SNAKE})\.v([1-9][0-9]*)$")
 _PART_RE = re.compile(rf"^{_SNAKE}$")
+# A producer is a service name as it appears in the envelope (and in registry keys).
+_PRODUCER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 D = TypeVar("D", bound=BaseModel)
 
@@ -109,10 +111,17 @@ class Retention:
 
 @dataclass(frozen=True, slots=True)
 class EventType(Generic[D]):
-    """One versioned event: its stream and the model of its `data`.
+    """One versioned event: its stream, the model of its `data`, and who may publish it.
 
     TradeExecuted = EventType("trading", "trade_executed", 1, TradeExecutedData)
     await publisher.publish(TradeExecuted, TradeExecutedData(...))
+
+    `producers` are the envelope `producer` values consumers accept on this stream
+    (default: the stream's domain, i.e. the service that owns it). Anyone able to
+    XADD could otherwise forge another service's facts; a consumer dead-letters an
+    envelope from an undeclared producer (`unknown_producer`) before any handler
+    sees it, and `encode` refuses to write one, so a misconfigured producer fails
+    where it publishes rather than at every consumer.
     """
 
     domain: str
@@ -120,10 +129,23 @@ class EventType(Generic[D]):
     version: int
     model: type[D]
     description: str = ""
+    producers: tuple[str, ...] = ()
     stream: StreamName = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stream", StreamName(self.domain, self.name, self.version))
+        producers = tuple(self.producers) or (self.domain,)
+        for producer in producers:
+            if not isinstance(producer, str) or not _PRODUCER_RE.match(producer):
+                raise StreamNameError(
+                    f"{self.stream}: producer {producer!r} must be a service name "
+                    "([A-Za-z0-9][A-Za-z0-9_.-]*, at most 128 characters)"
+                )
+        object.__setattr__(self, "producers", tuple(dict.fromkeys(producers)))
+
+    def allows(self, producer: str) -> bool:
+        """Whether an envelope from `producer` may be applied from this stream."""
+        return producer in self.producers
 
     @property
     def type(self) -> str:

@@ -35,7 +35,7 @@ from backbone import keys
 from backbone._text import text
 from backbone.config import RegistrySettings
 from backbone.errors import RegistryError
-from backbone.registry._record import RecordRejected, RejectReason, decode_record
+from backbone.registry._record import HostPolicy, RecordRejected, RejectReason, decode_record
 from backbone.registry.metrics import registry_metrics
 from backbone.registry.models import NAME_PATTERN, STATUSES, InstanceInfo
 
@@ -82,9 +82,10 @@ class Discovery:
 
     `services=None` follows every service in the registry's services set (what a
     Prometheus HTTP service-discovery endpoint wants). Only records signed with
-    `settings.token` are believed; the rest are counted in
-    `astra_registry_rejected_records_total`. The Redis client is borrowed, not
-    owned; give it short socket timeouts if outages must show within `poll_seconds`.
+    `settings.token` whose URL is http(s) to one of `settings.allowed_hosts` are
+    believed; the rest are counted in `astra_registry_rejected_records_total`. The
+    Redis client is borrowed, not owned; give it short socket timeouts if outages
+    must show within `poll_seconds`.
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class Discovery:
             if not _NAME_RE.fullmatch(service):
                 raise RegistryError(f"{service!r} is not a valid service name")
         self._metrics = registry_metrics(registry)
+        self._hosts = HostPolicy(settings.allowed_hosts)
         # Beyond half a TTL a refresh can no longer show a crash within one TTL: give up.
         self._timeout = settings.ttl_seconds / 2
         self._view: dict[str, _ServiceView] = {}
@@ -276,7 +278,9 @@ class Discovery:
                 if raw is None:
                     continue  # expired since TIME was read
                 try:
-                    info = decode_record(raw, token, service=service, instance_id=instance_id)
+                    info = decode_record(
+                        raw, token, service=service, instance_id=instance_id, hosts=self._hosts
+                    )
                 except RecordRejected as e:
                     rejected.append((service, instance_id, e))
                     continue

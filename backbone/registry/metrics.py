@@ -38,7 +38,8 @@ class RegistryMetrics:
         self.rejected_records = Counter(
             "astra_registry_rejected_records_total",
             "Records discovery ignored, once per refresh that saw them, by reason "
-            "(signature: missing or wrong HMAC; invalid: unreadable or under the wrong key).",
+            "(signature: missing or wrong HMAC; invalid: unreadable or under the wrong key; "
+            "host_not_allowed: URL not http(s) to an allowed host).",
             ["reason"],
             registry=registry,
         )

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from backbone import keys
 from backbone.config import RegistrySettings
 from backbone.errors import RegistryError
-from backbone.registry._record import encode_record
+from backbone.registry._record import HostPolicy, RecordRejected, encode_record
 from backbone.registry.metrics import registry_metrics
 from backbone.registry.models import InstanceInfo, Status
 
@@ -112,6 +112,17 @@ class Registrar:
         self._ttl_ms = max(1, round(settings.ttl_seconds * 1000))
         self._record_key = keys.registry_instance(info.service, info.instance_id)
         self._index_key = keys.registry_index(info.service)
+        try:
+            HostPolicy(settings.allowed_hosts).check(info.url)
+        except RecordRejected as e:
+            # Registering anyway keeps one mistake from stopping the process; the
+            # warning says why nobody will ever route to it.
+            log.warning(
+                "registry: discovery will ignore %s/%s (%s); add its host to allowed_hosts",
+                info.service,
+                info.instance_id,
+                e.detail,
+            )
         self._beat_instance = redis.register_script(_BEAT_INSTANCE)
         self._beat_service = redis.register_script(_BEAT_SERVICE)
         self._lock = asyncio.Lock()  # one beat at a time: a stale status never lands last
@@ -200,8 +211,10 @@ class Registrar:
             except Exception as e:  # the heartbeat must outlive any error, not only Redis ones
                 self.failures += 1
                 self._metrics.heartbeat_failures.labels(self._info.service).inc()
-                log.warning(
-                    "registry: heartbeat of %s/%s failed (%d in a row), retrying in %.1fs: %r",
+                # Once per outage, not once per beat (five lines a second at 0.2 s).
+                log.log(
+                    logging.WARNING if self.failures == 1 else logging.DEBUG,
+                    "registry: heartbeat of %s/%s failed (%d in a row), retrying every %.1fs: %r",
                     self._info.service,
                     self._info.instance_id,
                     self.failures,
@@ -210,8 +223,10 @@ class Registrar:
                 )
             else:
                 if self.failures:
+                    # The beat rewrote the whole record: a Redis that came back empty
+                    # lists this instance again from now on.
                     log.info(
-                        "registry: heartbeat of %s/%s recovered after %d failures",
+                        "registry: heartbeat of %s/%s recovered after %d failures (re-registered)",
                         self._info.service,
                         self._info.instance_id,
                         self.failures,

@@ -17,6 +17,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_exposition
 
 from backbone.service.config import ServiceSettings
+from backbone.service.http_server import HttpLimits, server_options
 from backbone.service.problems import install_problem_handlers, problem_response
 from backbone.service.runtime import Runtime, ServiceSpec
 from backbone.telemetry.asgi import TelemetryMiddleware
@@ -65,6 +66,9 @@ def create_service_app(
         description=spec.description,
         version=settings.version,
         lifespan=lifespan,
+        # A 307 to `/x` would name this instance's own address and skip the gateway's
+        # policies on the second hop; `/x/` is a 404 here and canonical at the edge.
+        redirect_slashes=False,
         **NATIVE_TELEMETRY_OFF,
     )
     install_problem_handlers(app)
@@ -126,6 +130,9 @@ def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=20,
+            # The gateway's header limits and timeouts (no per-address cap: every
+            # request comes from the gateway's address); defaults, not yet settings.
+            **server_options(HttpLimits()),
         )
     finally:
         if provider is not None:

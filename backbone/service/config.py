@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from backbone.config import BusSettings, RegistrySettings, TelemetrySettings
+from backbone.config import BusSettings, RegistrySettings, TelemetrySettings, require_secret
 
 
 class ServiceSettings(BaseSettings):
@@ -48,6 +48,5 @@ class ServiceSettings(BaseSettings):
         if not self.database_url:
             path = self.run_dir / "data" / f"{self.service}.db"
             object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{path}")
-        if self.env == "prod" and self.registry.token.startswith("dev-"):
-            raise ValueError("ASTRA_REGISTRY__TOKEN must be set to a real secret outside dev")
+        require_secret("ASTRA_REGISTRY__TOKEN", self.registry.token)
         return self

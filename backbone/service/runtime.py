@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +16,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import RedisError
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -96,7 +99,7 @@ class Runtime:
     async def start(self) -> None:
         s, spec = self.settings, self.spec
         self._closers.append(self.redis.aclose)  # first in, last out; closed even if ping fails
-        await self.redis.ping()
+        await self._wait_for_redis(s.registry.startup_wait_seconds)
         if spec.metadata is not None:
             await self._open_database(spec.metadata)
         if spec.outbox:
@@ -156,6 +159,36 @@ class Runtime:
         await self.registrar.start()
         self._closers.append(self.registrar.aclose)
         log.info("service started", extra={"url": s.public_url, "consumers": len(self.consumers)})
+
+    async def _wait_for_redis(self, budget: float) -> None:
+        """Ping until Redis answers, for at most `budget` seconds, then give up.
+
+        A service started while Redis restarts (or before it, in a container
+        platform that starts everything at once) waits instead of exiting at once
+        and being restarted with the supervisor's growing back-off. Past the
+        budget the error propagates: the process exits and says why.
+        """
+        deadline = time.monotonic() + budget
+        backoff = EqualJitterBackoff(cap=2.0, base=0.05)
+        attempt = 0
+        while True:
+            try:
+                await self.redis.ping()
+            except (RedisError, OSError) as e:
+                attempt += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.error("Redis did not answer within %.1fs; giving up", budget, extra=_why(e))
+                    raise
+                if attempt == 1:
+                    log.warning(
+                        "waiting up to %.1fs for Redis before starting", budget, extra=_why(e)
+                    )
+                await asyncio.sleep(min(backoff.compute(attempt), left))
+                continue
+            if attempt:
+                log.info("Redis answered after %d attempts; starting", attempt)
+            return
 
     async def _jwks_url(self) -> str:
         """The configured JWKS URL, else the one of a ready users instance (registry)."""
@@ -236,10 +269,22 @@ class Runtime:
             except Exception as e:
                 results["database"] = f"unreachable: {type(e).__name__}"
         for consumer in self.consumers:
-            results[f"consumer:{consumer.group}"] = (
-                "ok" if consumer.running else f"stopped: {consumer.last_error}"
-            )
+            waiting = consumer.waiting_for_redis
+            if not consumer.running:
+                results[f"consumer:{consumer.group}"] = f"stopped: {consumer.last_error}"
+            elif waiting is not None:
+                # Its loops back off and resume by themselves; not ready meanwhile. The
+                # error type only, like the redis check: the message names Redis's address.
+                results[f"consumer:{consumer.group}"] = (
+                    f"waiting for Redis: {waiting.partition(':')[0]}"
+                )
+            else:
+                results[f"consumer:{consumer.group}"] = "ok"
         return results
+
+
+def _why(error: BaseException) -> dict[str, str]:
+    return {"error": f"{type(error).__name__}: {error}"[:500]}
 
 
 def new_outbox_table(metadata: MetaData) -> None:

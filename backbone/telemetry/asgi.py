@@ -3,6 +3,11 @@
 Pure ASGI (not BaseHTTPMiddleware) so context variables set here are seen by
 the endpoint. One span per request: the stock ASGI instrumentation also makes a
 span per send/receive, which costs a large share of a small request's time.
+
+A request whose client went away before an answer was started is recorded as
+499 (nginx's "client closed request"), not as whatever the app did next: it was
+not served, but it is not a server error either, so it never reaches the 5xx
+ratios the availability SLO reads.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import trace
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backbone.telemetry import correlation
@@ -23,6 +29,7 @@ access_log = logging.getLogger("astra.access")
 _SERVER = trace.SpanKind.SERVER
 _CID_HEADER = correlation.HEADER_LOWER
 UNMATCHED = "<unmatched>"
+CLIENT_CLOSED_REQUEST = 499
 
 
 def route_template(scope: Scope) -> str:
@@ -63,14 +70,24 @@ class TelemetryMiddleware:
         method = scope["method"]
         quiet = scope["path"] in self.quiet_paths
         status = 500
+        answering = False  # http.response.start was sent
+        gone = False  # the client disconnected before that
         started = time.perf_counter()
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answering
             if message["type"] == "http.response.start":
+                answering = True
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), cid_header]
             await send(message)
+
+        async def receive_wrapper() -> Message:
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect" and not answering:
+                gone = True
+            return message
 
         self.metrics.in_flight.inc()
         span: Any = None
@@ -82,13 +99,25 @@ class TelemetryMiddleware:
             # known once the app has routed, and the span must still be open to
             # take its final name and attributes.
             span = self.tracer.start_span(method, context=parent, kind=_SERVER)
+
+        async def call_app() -> None:
+            try:
+                await self.app(scope, receive_wrapper, send_wrapper)
+            except ClientDisconnect:
+                # Starlette's body readers raise it on the disconnect. Nobody is left
+                # to answer; re-raised, it would be logged and recorded as a failure.
+                if not gone:
+                    raise
+
         try:
             if span is None:
-                await self.app(scope, receive, send_wrapper)
+                await call_app()
             else:
                 with trace.use_span(span, end_on_exit=False, record_exception=True):
-                    await self.app(scope, receive, send_wrapper)
+                    await call_app()
         finally:
+            if gone:  # whatever the app sent afterwards, nobody received it
+                status = CLIENT_CLOSED_REQUEST
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
             route = route_template(scope)

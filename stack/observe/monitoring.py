@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from urllib.parse import unquote, urlsplit
 
 from stack.config import StackSettings
+from stack.secrets import StackSecrets
 from stack.supervisor import Child, python_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,9 +86,15 @@ def render(settings: StackSettings, run_dir: Path) -> Path:
 
 
 def monitoring_children(
-    settings: StackSettings, run_dir: Path, redis_url: str
+    settings: StackSettings,
+    run_dir: Path,
+    redis_url_as: Callable[[str], str],
+    secrets: StackSecrets,
 ) -> tuple[list[list[Child]], list[str]]:
-    """Groups to start in order, and a note per monitoring binary that is missing."""
+    """Groups to start in order, and a note per monitoring binary that is missing.
+
+    `redis_url_as(user)` is the Redis URL with that ACL user's credentials.
+    """
     out = render(settings, run_dir)
     logs = run_dir / "log"
     port = settings.monitoring_port
@@ -95,15 +104,27 @@ def monitoring_children(
             Child(
                 name="sd",
                 argv=[*python_module("stack.observe.sd"), "--port", str(port("observe"))],
-                env={"ASTRA_REDIS_URL": redis_url, "ASTRA_RUN_DIR": str(run_dir)},
+                env={
+                    "ASTRA_REDIS_URL": redis_url_as("observe"),
+                    "ASTRA_REGISTRY__TOKEN": secrets.registry_token,
+                    "ASTRA_RUN_DIR": str(run_dir),
+                },
                 url=f"http://127.0.0.1:{port('observe')}",
                 log_path=logs / "sd.stderr.log",
             )
         ]
     ]
+    exporter = urlsplit(redis_url_as("exporter"))
+    # Credentials through the environment, never argv (which `ps` shows to everyone).
+    env: dict[str, dict[str, str]] = {
+        "redis-exporter": {
+            "REDIS_USER": unquote(exporter.username or ""),
+            "REDIS_PASSWORD": unquote(exporter.password or ""),
+        }
+    }
     argv: dict[str, list[str]] = {
         "redis-exporter": [
-            f"-redis.addr={redis_url}",
+            f"-redis.addr={exporter.scheme}://{exporter.hostname}:{exporter.port}",
             f"-web.listen-address=127.0.0.1:{port('redis-exporter')}",
             "-check-streams=astra.*",  # length, groups, lag and pending of every bus stream
         ],
@@ -148,7 +169,7 @@ def monitoring_children(
             Child(
                 name=name,
                 argv=[path, *argv[name]],
-                env={},
+                env=env.get(name, {}),
                 url=f"http://127.0.0.1:{port(name)}",
                 log_path=logs / f"{name}.stderr.log",
                 ready_path=ready[name],

@@ -22,9 +22,10 @@ from urllib.parse import urlsplit
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from backbone.config import RegistrySettings
+from backbone.config import RegistrySettings, require_secret
 from backbone.registry import Discovery, InstanceInfo
 
 DISCOVERY: web.AppKey[Discovery] = web.AppKey("discovery", Discovery)
@@ -41,6 +42,11 @@ class ObserveSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6390/0"
     run_dir: Path = Path("var")
     registry: RegistrySettings = RegistrySettings()
+
+    @model_validator(mode="after")
+    def _secret(self) -> ObserveSettings:
+        require_secret("ASTRA_REGISTRY__TOKEN", self.registry.token)  # to verify records
+        return self
 
 
 def targets(view: dict[str, tuple[InstanceInfo, ...]]) -> list[dict[str, object]]:

@@ -35,7 +35,12 @@ async def main(url: str, name: str, crash_at: int, delay_ms: int) -> None:
 
     settings = BusSettings(batch_size=50, block_ms=100, claim_idle_ms=200, reaper_interval_ms=100)
     consumer = Consumer(
-        redis, group="g", consumer=name, handlers={Pinged: handle}, settings=settings, producer="t"
+        redis,
+        group="g",
+        consumer=name,
+        handlers={Pinged: handle},
+        settings=settings,
+        producer="test",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -70,7 +70,7 @@ async def test_events_reach_the_handler_typed_and_are_acked(redis_client: aiored
 async def test_a_redelivered_event_has_its_effect_once(redis_client: aioredis.Redis) -> None:
     """The same envelope XADDed twice (an outbox retry) is applied once."""
     registry = CollectorRegistry()
-    _, body = encode(Pinged, Ping(n=7), producer="t", correlation_id="c")
+    _, body = encode(Pinged, Ping(n=7), producer="test", correlation_id="c")
     for _ in range(3):
         await redis_client.xadd(STREAM, {keys.ENVELOPE_FIELD: body})
     calls = 0
@@ -141,9 +141,9 @@ async def test_poison_entries_go_to_dlq_and_never_block(redis_client: aioredis.R
     registry = CollectorRegistry()
     await redis_client.xadd(STREAM, {keys.ENVELOPE_FIELD: b"{not json"})
     await redis_client.xadd(STREAM, {b"other": b"field"})
-    _, wrong_version = encode(Ponged, Pong(n=1), producer="t", correlation_id="c")
+    _, wrong_version = encode(Ponged, Pong(n=1), producer="test", correlation_id="c")
     await redis_client.xadd(STREAM, {keys.ENVELOPE_FIELD: wrong_version})
-    _, bad_data = encode(Pinged, Ping(n=1), producer="t", correlation_id="c")
+    _, bad_data = encode(Pinged, Ping(n=1), producer="test", correlation_id="c")
     await redis_client.xadd(STREAM, {keys.ENVELOPE_FIELD: bad_data.replace(b'"n":1', b'"n":"x"')})
     await publisher(redis_client, registry).publish(Pinged, Ping(n=42))
     handled: list[int] = []

@@ -19,7 +19,7 @@ STREAM = Pinged.stream_key
 
 async def test_gauges_show_length_lag_pending_and_dlq(redis_client: aioredis.Redis) -> None:
     registry = CollectorRegistry()
-    publisher = Publisher(redis_client, producer="t", settings=BusSettings(), registry=registry)
+    publisher = Publisher(redis_client, producer="test", settings=BusSettings(), registry=registry)
     await redis_client.xgroup_create(STREAM, "g", id="0", mkstream=True)
     await publisher.publish_batch([(Pinged, Ping(n=i)) for i in range(10)])
     await redis_client.xreadgroup("g", "c", {STREAM: ">"}, count=4)  # 4 pending, 6 lag

@@ -68,8 +68,9 @@ class Filled(BaseModel):
     order_id: int
 
 
-OrderPlaced = EventType("outboxtest", "order_placed", 1, Placed)
-OrderFilled = EventType("outboxtest", "order_filled", 1, Filled)
+# Published by the outbox under the "trading" producer name, as a service would.
+OrderPlaced = EventType("outboxtest", "order_placed", 1, Placed, producers=("trading",))
+OrderFilled = EventType("outboxtest", "order_filled", 1, Filled, producers=("trading",))
 PLACED, FILLED = OrderPlaced.stream_key, OrderFilled.stream_key
 
 

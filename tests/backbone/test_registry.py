@@ -20,7 +20,7 @@ from backbone import keys
 from backbone.config import RegistrySettings
 from backbone.errors import RegistryError
 from backbone.registry import Discovery, InstanceInfo, Registrar, View
-from backbone.registry._record import RecordRejected, decode_record, encode_record
+from backbone.registry._record import HostPolicy, RecordRejected, decode_record, encode_record
 from stack.netutil import free_port
 from stack.redis_server import RedisServer
 from tests.support.poll import poll_until
@@ -32,6 +32,7 @@ HEARTBEAT, TTL, POLL = 0.2, 0.6, 0.1
 FAST = RegistrySettings(
     heartbeat_seconds=HEARTBEAT, ttl_seconds=TTL, poll_seconds=POLL, token=TOKEN
 )
+LOCAL = HostPolicy(FAST.allowed_hosts)
 CHILD = Path(__file__).with_name("registry_child.py")
 MARGIN = 0.5  # scheduling slack on a loaded CI machine, seconds
 
@@ -142,23 +143,23 @@ def sample(metrics: CollectorRegistry, name: str, **labels: str) -> float:
 def test_record_round_trips_and_refuses_tampering() -> None:
     info = make_info()
     raw = encode_record(info, TOKEN)
-    assert decode_record(raw, TOKEN, service="trading", instance_id="i-1") == info
+    assert decode_record(raw, TOKEN, service="trading", instance_id="i-1", hosts=LOCAL) == info
 
     with pytest.raises(RecordRejected) as wrong_token:
-        decode_record(raw, "another-token", service="trading", instance_id="i-1")
+        decode_record(raw, "another-token", service="trading", instance_id="i-1", hosts=LOCAL)
     assert wrong_token.value.reason == "signature"
 
     doc = json.loads(raw)
     doc["body"] = doc["body"].replace("127.0.0.1", "10.6.6.6")
     with pytest.raises(RecordRejected) as tampered:
-        decode_record(json.dumps(doc), TOKEN, service="trading", instance_id="i-1")
+        decode_record(json.dumps(doc), TOKEN, service="trading", instance_id="i-1", hosts=LOCAL)
     assert tampered.value.reason == "signature"
 
     with pytest.raises(RecordRejected) as moved:  # a genuine record replayed under another id
-        decode_record(raw, TOKEN, service="trading", instance_id="i-2")
+        decode_record(raw, TOKEN, service="trading", instance_id="i-2", hosts=LOCAL)
     assert moved.value.reason == "invalid"
     with pytest.raises(RecordRejected) as garbage:
-        decode_record(b"\xff not json", TOKEN, service="trading", instance_id="i-1")
+        decode_record(b"\xff not json", TOKEN, service="trading", instance_id="i-1", hosts=LOCAL)
     assert garbage.value.reason == "invalid"
 
 

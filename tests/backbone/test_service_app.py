@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Column, Integer, MetaData, Table
 
 from backbone.bus.consumer import Event, HandlerContext
-from backbone.config import BusSettings, RegistrySettings
+from backbone.config import BusSettings
 from backbone.outbox import outbox_table
 from backbone.registry import Discovery
 from backbone.service import ConsumerSpec, ProblemError, Runtime, ServiceSettings, ServiceSpec
@@ -23,6 +23,7 @@ from stack.redis_server import RedisServer
 from tests.support.asgi_server import serve_app
 from tests.support.events import Ping, Pinged
 from tests.support.poll import poll_until
+from tests.support.settings import FAST_REGISTRY
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,7 @@ def settings_for(redis_url: str, tmp_path: Path, port: int) -> ServiceSettings:
         redis_url=redis_url,
         run_dir=tmp_path,
         bus=BusSettings(block_ms=50),
-        registry=RegistrySettings(heartbeat_seconds=0.2, ttl_seconds=0.6, poll_seconds=0.1),
+        registry=FAST_REGISTRY,
     )
 
 
@@ -183,7 +184,7 @@ async def test_instance_deregisters_on_shutdown(redis_server: RedisServer, tmp_p
 def _envelope(n: int) -> bytes:
     from backbone.bus.envelope import encode
 
-    return encode(Pinged, Ping(n=n), producer="t", correlation_id="c")[1]
+    return encode(Pinged, Ping(n=n), producer="test", correlation_id="c")[1]
 
 
 async def _async(value: Any) -> Any:

@@ -75,7 +75,7 @@ def test_retention_guarded_by_lag_budget() -> None:
 
 
 def test_envelope_round_trip_validates_data() -> None:
-    event_id, raw = encode(Pinged, Ping(n=3), producer="t", correlation_id="c-1")
+    event_id, raw = encode(Pinged, Ping(n=3), producer="demo", correlation_id="c-1")
     env = decode(raw)
     assert env.event_id == event_id
     assert env.type == "demo.pinged"
@@ -85,7 +85,7 @@ def test_envelope_round_trip_validates_data() -> None:
 
 
 def test_envelope_ids_are_time_ordered_uuid7() -> None:
-    ids = [encode(Pinged, Ping(n=i), producer="t", correlation_id="c")[0] for i in range(50)]
+    ids = [encode(Pinged, Ping(n=i), producer="demo", correlation_id="c")[0] for i in range(50)]
     assert ids == sorted(ids)
     assert all(i[14] == "7" for i in ids)
 
@@ -96,8 +96,8 @@ def test_invalid_envelopes_are_refused_with_reason() -> None:
     with pytest.raises(EnvelopeError):
         decode(b"not json")
     with pytest.raises(EnvelopeError, match="takes Ping"):
-        encode(Pinged, Other(m=1), producer="t", correlation_id="c")
-    _, raw = encode(Pinged, Ping(n=1), producer="t", correlation_id="c")
+        encode(Pinged, Other(m=1), producer="demo", correlation_id="c")
+    _, raw = encode(Pinged, Ping(n=1), producer="demo", correlation_id="c")
     env = decode(raw).model_copy(update={"data": {"n": "x"}})
     with pytest.raises(EnvelopeError, match="n:"):
         decode_data(Pinged, env)

@@ -19,8 +19,6 @@ from tests.support.poll import poll_until
 
 pytestmark = pytest.mark.e2e
 
-OPERATOR = {"Authorization": "Bearer dev-operator-token"}  # env=test may keep the placeholder
-
 
 async def test_register_login_trade_through_the_gateway(stack: Stack) -> None:
     gw = stack.url("gateway-1")
@@ -73,10 +71,11 @@ async def test_register_login_trade_through_the_gateway(stack: Stack) -> None:
         assert any(line.get("route") == "/api/v1/trading/orders" for line in lines), lines
 
         # The audit event: recorded by audit_trail_recorders, read by an operator.
+        operator = stack.operator_headers
         assert (await http.get("/api/v1/audit")).status_code == 401
 
         async def audited() -> dict[str, Any] | None:
-            r = await http.get("/api/v1/audit", params={"subject": user.id}, headers=OPERATOR)
+            r = await http.get("/api/v1/audit", params={"subject": user.id}, headers=operator)
             assert r.status_code == 200, r.text
             return next((e for e in r.json()["items"] if e["correlation_id"] == cid), None)
 
@@ -84,11 +83,12 @@ async def test_register_login_trade_through_the_gateway(stack: Stack) -> None:
         assert entry is not None
         assert (entry["action"], entry["status"], entry["subject"]) == ("order", 201, user.id)
         assert entry["route"] == "/api/v1/trading/orders"
-        actions = await http.get("/api/v1/audit", params={"subject": user.id}, headers=OPERATOR)
+        actions = await http.get("/api/v1/audit", params={"subject": user.id}, headers=operator)
         assert {e["action"] for e in actions.json()["items"]} == {"register", "login", "order"}
 
     # Published after the outcome: the stream entry is younger than the fill.
-    redis = aioredis.Redis.from_url(str(stack.info["redis_url"]), decode_responses=True)
+    # As the read-only `operator` Redis user: the stack's Redis has no anonymous access.
+    redis = aioredis.Redis.from_url(stack.redis_url_as("operator"), decode_responses=True)
     try:
         entries: Any = await redis.xrange(ActionAudited.stream_key)
     finally:

@@ -26,6 +26,7 @@ from gateway.app import create_app
 from gateway.config import GatewaySettings
 from stack.netutil import free_port
 from tests.support.poll import poll_until
+from tests.support.settings import TEST_OPERATOR_TOKEN, TEST_REGISTRY_TOKEN
 
 
 @asynccontextmanager
@@ -54,7 +55,9 @@ async def serve_edge(app: object, port: int) -> AsyncIterator[str]:
         await asyncio.wait_for(task, timeout=20)
 
 
-FAST_REGISTRY = RegistrySettings(heartbeat_seconds=0.2, ttl_seconds=0.6, poll_seconds=0.1)
+FAST_REGISTRY = RegistrySettings(
+    heartbeat_seconds=0.2, ttl_seconds=0.6, poll_seconds=0.1, token=TEST_REGISTRY_TOKEN
+)
 FAST_BUS = BusSettings(block_ms=50, reaper_interval_ms=200)
 
 
@@ -147,6 +150,7 @@ def gateway_at() -> GatewayAt:
             "port": port,
             "redis_url": redis_url,
             "registry": FAST_REGISTRY,
+            "operator_token": TEST_OPERATOR_TOKEN,
             "bus": FAST_BUS,
             "services": ("users", "trading"),
             "instance_id": f"gateway-{port}",

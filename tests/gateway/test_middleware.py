@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from backbone.telemetry.logs import JsonFormatter
 from gateway.middleware.security import CSP
 from tests.gateway.conftest import GatewayAt, UpstreamFactory, until_routed
+from tests.support.settings import TEST_OPERATOR_TOKEN, TEST_REGISTRY_TOKEN
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +83,12 @@ def test_wildcard_origin_with_credentials_is_refused() -> None:
     from gateway.config import GatewaySettings
 
     with pytest.raises(ValueError, match="'\\*'"):
-        GatewaySettings(cors_origins=("*",), cors_allow_credentials=True)
+        GatewaySettings(
+            cors_origins=("*",),
+            cors_allow_credentials=True,
+            registry={"token": TEST_REGISTRY_TOKEN},
+            operator_token=TEST_OPERATOR_TOKEN,
+        )
 
 
 async def test_security_headers_and_no_store(

@@ -11,6 +11,7 @@ import pytest
 from gateway.config import GatewaySettings
 from gateway.public_api import PublicRoutes, openapi_document
 from tests.gateway.conftest import GatewayAt
+from tests.support.settings import TEST_OPERATOR_TOKEN, TEST_REGISTRY_TOKEN
 
 PUBLIC_API = {
     ("post", "/api/v1/users/register"),
@@ -38,7 +39,9 @@ def _refs(node: Any) -> list[str]:
 
 
 def test_document_lists_the_public_api_with_auth_and_problems() -> None:
-    doc = openapi_document(GatewaySettings())
+    doc = openapi_document(
+        GatewaySettings(registry={"token": TEST_REGISTRY_TOKEN}, operator_token=TEST_OPERATOR_TOKEN)
+    )
     assert doc["openapi"].startswith("3.1")
     operations = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert operations == PUBLIC_API

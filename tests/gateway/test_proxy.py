@@ -5,9 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from backbone.config import RegistrySettings
 from backbone.registry import Discovery
-from tests.gateway.conftest import GatewayAt, UpstreamFactory, until_routed
+from tests.gateway.conftest import FAST_REGISTRY, GatewayAt, UpstreamFactory, until_routed
 from tests.support.poll import poll_until
 
 pytestmark = pytest.mark.integration
@@ -100,7 +99,7 @@ async def test_health_metrics_and_self_registration(
         async with http.get(f"{base}/health/ready") as response:
             assert response.status == 503  # no trading instance
             doc = await response.json(content_type=None)
-            assert doc["checks"]["services"]["trading"]["instances"] == []
+            assert doc["failing"] == ["services.trading"]  # anonymous: names, no detail
         await upstreams("trading", "trading-1")
 
         async def ready() -> bool:
@@ -115,7 +114,7 @@ async def test_health_metrics_and_self_registration(
 
         redis = aioredis.Redis.from_url(redis_url)
         discovery = Discovery(
-            redis, RegistrySettings(), services=["gateway"], registry=CollectorRegistry()
+            redis, FAST_REGISTRY, services=["gateway"], registry=CollectorRegistry()
         )
         try:
             await discovery.refresh()

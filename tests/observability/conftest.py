@@ -3,11 +3,9 @@ observability tests, with a little traffic through the gateway already driven.""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,11 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack
-from tests.support.poll import poll_until_sync
-
-ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("users", "trading", "gamification", "nft", "social")
+from tests.support.stack import ROOT, Stack, running_stack
 
 
 @dataclass
@@ -98,50 +92,9 @@ def drive_traffic(gateway: str) -> Traffic:
 
 @pytest.fixture(scope="session")
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObservedStack]:
-    missing = [s for s in SERVICES if not (ROOT / "services" / s / "__main__.py").exists()]
-    if missing:
-        pytest.skip(f"services not built yet: {missing}")
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (make test installs it: scripts/require.sh)")
     tmp = tmp_path_factory.mktemp("observed")
-    run_dir = tmp / "var"
-    # below the e2e fixture's offsets and the ephemeral range (32768+): no port collisions
-    offset = random.randrange(10_000, 18_000, 100)
-    env = {
-        **os.environ,
-        "ASTRA_RUN_DIR": str(run_dir),
-        "ASTRA_PORT_OFFSET": str(offset),
-        "ASTRA_ENV": "test",
-        "ASTRA_BUS__BLOCK_MS": "100",
-        "ASTRA_BUS__METRICS_SAMPLE_INTERVAL_MS": "500",
-        "ASTRA_REGISTRY__HEARTBEAT_SECONDS": "0.5",
-        "ASTRA_REGISTRY__TTL_SECONDS": "1.5",
-        "ASTRA_REGISTRY__POLL_SECONDS": "0.25",
-        "PYTHONPATH": str(ROOT),
-    }
-    log_path = tmp / "astra-up.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stack.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        poll_until_sync(
-            lambda: (run_dir / "stack.json").exists() or process.poll() is not None,
-            "astra up to report every process ready",
-            timeout=90,
-        )
-        if process.poll() is not None:
-            raise AssertionError(log_path.read_text()[-4000:])
-        stack = Stack(process, run_dir, json.loads((run_dir / "stack.json").read_text()))
+    with running_stack(tmp, {"ASTRA_BUS__METRICS_SAMPLE_INTERVAL_MS": "500"}) as stack:
         traffic = drive_traffic(stack.url("gateway-1"))
-        yield ObservedStack(stack, traffic, log_path)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                code = process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                raise
-            assert code == 0, log_path.read_text()[-4000:]
-        log.close()
+        yield ObservedStack(stack, traffic, stack.log)

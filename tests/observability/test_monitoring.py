@@ -13,6 +13,7 @@ import pytest
 
 from stack.config import StackSettings
 from stack.observe.monitoring import render, which
+from stack.secrets import StackSecrets
 from tests.observability.conftest import ObservedStack
 from tests.support.poll import poll_until_sync
 
@@ -133,7 +134,10 @@ def test_missing_binaries_are_reported_not_fatal(tmp_path: Path, monkeypatch: An
     from stack.observe import monitoring
 
     monkeypatch.setattr(monitoring, "which", lambda executable: None)
-    groups, notes = monitoring.monitoring_children(StackSettings(), tmp_path, "redis://x:1/0")
+    secrets = StackSecrets("r" * 32, "o" * 32, {})
+    groups, notes = monitoring.monitoring_children(
+        StackSettings(), tmp_path, lambda user: "redis://x:1/0", secrets
+    )
     assert [c.name for g in groups for c in g] == ["sd"]
     assert len(notes) == 4
     assert any("apt-get install prometheus-alertmanager" in n for n in notes)

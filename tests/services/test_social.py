@@ -92,7 +92,8 @@ def trade(n: int, user: str = "u-alice", name: str = "alice", **kw: Any) -> Trad
 
 
 def envelope(event_type: EventType[Any], data: BaseModel, at: datetime) -> bytes:
-    return encode(event_type, data, producer="test", correlation_id="c-1", occurred_at=at)[1]
+    producer = event_type.stream.domain  # consumers refuse events from undeclared producers
+    return encode(event_type, data, producer=producer, correlation_id="c-1", occurred_at=at)[1]
 
 
 async def drained(redis: aioredis.Redis, group: str = GROUP) -> bool:
