@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
 
 from backbone.service.http_server import HttpLimits, server_options
 from stack.netutil import free_port
+from tests.support.asgi_server import serve_app
 
 pytestmark = pytest.mark.integration
 
@@ -46,26 +46,8 @@ async def limited_server(
 ) -> AsyncIterator[tuple[int, CollectorRegistry]]:
     port = free_port()
     registry = CollectorRegistry()
-    config = uvicorn.Config(
-        hello,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        lifespan="off",
-        **server_options(limits, registry),
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server exited during start-up")
-            await asyncio.sleep(0.01)
+    async with serve_app(hello, port, lifespan="off", **server_options(limits, registry)):
         yield port, registry
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
 
 
 def refused(registry: CollectorRegistry, reason: str) -> float:

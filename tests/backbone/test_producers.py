@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -28,7 +27,7 @@ from backbone.errors import EnvelopeError, StreamNameError
 from contracts import CATALOG
 from contracts.gateway import ActionAudited
 from contracts.trading import TradeExecuted, TradeExecutedData
-from tests.support.events import Ping, Pinged
+from tests.support.events import Ping, Pinged, trade_data
 
 FAST = BusSettings(batch_size=50, block_ms=50, claim_idle_ms=100, reaper_interval_ms=50)
 
@@ -49,19 +48,7 @@ def forged(event_type: EventType[Any], data: BaseModel, producer: str) -> bytes:
 
 
 def trade(n: int) -> TradeExecutedData:
-    return TradeExecutedData(
-        order_id=f"o-{n}",
-        user_id="u-mallory",
-        username="mallory",
-        symbol="BTC-USD",
-        side="buy",
-        quantity=Decimal("1"),
-        price=Decimal("100"),
-        notional=Decimal("100"),
-        realized_pnl=Decimal("0"),
-        trade_number=n,
-        executed_at=datetime(2025, 1, 1, tzinfo=UTC),
-    )
+    return trade_data(n, "mallory")
 
 
 def dead_lettered(registry: CollectorRegistry, stream: str, reason: str) -> float:

@@ -17,8 +17,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from backbone.config import BusSettings
 from contracts.trading import TradeExecuted, TradeExecutedData
 from stack.netutil import free_port
 from stack.redis_server import RedisServer
+from tests.support.events import trade_data
 from tests.support.poll import poll_until
 
 pytestmark = pytest.mark.integration
@@ -124,19 +123,7 @@ def service() -> Iterator[Callable[..., ServiceProcess]]:
 
 
 def trade(n: int) -> TradeExecutedData:
-    return TradeExecutedData(
-        order_id=f"o-{n}",
-        user_id="u-ada",
-        username="ada",
-        symbol="BTC-USD",
-        side="buy",
-        quantity=Decimal("1"),
-        price=Decimal("100"),
-        notional=Decimal("100"),
-        realized_pnl=Decimal("0"),
-        trade_number=n,
-        executed_at=datetime(2025, 1, 1, tzinfo=UTC),
-    )
+    return trade_data(n, "ada")
 
 
 async def test_a_service_rides_out_a_redis_restart_that_lost_its_data(

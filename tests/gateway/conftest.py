@@ -16,7 +16,6 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -25,34 +24,17 @@ from backbone.registry import InstanceInfo, Registrar
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 from stack.netutil import free_port
+from tests.support.asgi_server import serve_app
 from tests.support.poll import poll_until
 from tests.support.settings import TEST_OPERATOR_TOKEN, TEST_REGISTRY_TOKEN
 
 
 @asynccontextmanager
 async def serve_edge(app: object, port: int) -> AsyncIterator[str]:
-    """`tests.support.serve_app`, but as `python -m gateway` runs uvicorn: the gateway is
-    the edge, so uvicorn must not take the client address from X-Forwarded-For."""
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        lifespan="on",
-        proxy_headers=False,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server exited during start-up")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=20)
+    """`serve_app`, but as `python -m gateway` runs uvicorn: the gateway is the edge,
+    so uvicorn must not take the client address from X-Forwarded-For."""
+    async with serve_app(app, port, proxy_headers=False) as url:
+        yield url
 
 
 FAST_REGISTRY = RegistrySettings(

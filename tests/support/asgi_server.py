@@ -15,9 +15,16 @@ from stack.netutil import free_port
 
 
 @asynccontextmanager
-async def serve_app(app: object, port: int | None = None) -> AsyncIterator[str]:
+async def serve_app(app: object, port: int | None = None, **options: Any) -> AsyncIterator[str]:
+    """`options` go to `uvicorn.Config` as they are (`proxy_headers=False`, `http=...`)."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")  # type: ignore[arg-type]
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        **{"lifespan": "on", **options},
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

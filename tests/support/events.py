@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
+
 from pydantic import BaseModel
 
 from backbone.bus.streams import EventType
+from contracts.trading import TradeExecutedData
 
 
 class Ping(BaseModel):
@@ -17,3 +21,20 @@ class Pong(BaseModel):
 
 Pinged = EventType("test", "pinged", 1, Ping)
 Ponged = EventType("test", "ponged", 1, Pong)
+
+
+def trade_data(n: int, username: str) -> TradeExecutedData:
+    """The n-th trade of `username` (user id `u-<username>`): one BTC-USD at 100."""
+    return TradeExecutedData(
+        order_id=f"o-{n}",
+        user_id=f"u-{username}",
+        username=username,
+        symbol="BTC-USD",
+        side="buy",
+        quantity=Decimal("1"),
+        price=Decimal("100"),
+        notional=Decimal("100"),
+        realized_pnl=Decimal("0"),
+        trade_number=n,
+        executed_at=datetime(2025, 1, 1, tzinfo=UTC),
+    )
