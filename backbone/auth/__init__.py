@@ -9,7 +9,19 @@ token claiming `none` or an HMAC algorithm keyed with the public key is refused.
 
 from __future__ import annotations
 
+from backbone.auth.bearer import bearer_token, challenge
 from backbone.auth.jwks import JwksCache, JwksFetchError
+from backbone.auth.locate import users_jwks_url
 from backbone.auth.verify import ALGORITHMS, Claims, InvalidToken, JwtVerifier
 
-__all__ = ["ALGORITHMS", "Claims", "InvalidToken", "JwksCache", "JwksFetchError", "JwtVerifier"]
+__all__ = [
+    "ALGORITHMS",
+    "Claims",
+    "InvalidToken",
+    "JwksCache",
+    "JwksFetchError",
+    "JwtVerifier",
+    "bearer_token",
+    "challenge",
+    "users_jwks_url",
+]
