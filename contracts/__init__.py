@@ -1,13 +1,15 @@
 """Event contracts shared by producers and consumers.
 
 Services never import each other; they agree on these models. Each module holds
-one domain's events; `CATALOG` lists them all for docs and tooling.
+one domain's events; `CATALOG` lists them all for docs and tooling. `SERVICES` names
+the services themselves, in start order.
 """
 
 from __future__ import annotations
 
 from backbone.bus.streams import EventCatalog
 from contracts import gamification, gateway, nft, trading, users
+from contracts.services import SERVICES
 
 CATALOG = EventCatalog(
     users.UserRegistered,
@@ -21,4 +23,4 @@ CATALOG = EventCatalog(
     gateway.ActionAudited,
 )
 
-__all__ = ["CATALOG", "gamification", "gateway", "nft", "trading", "users"]
+__all__ = ["CATALOG", "SERVICES", "gamification", "gateway", "nft", "trading", "users"]

@@ -54,8 +54,6 @@ from gateway.metrics import GatewayMetrics
 log = logging.getLogger("gateway.audit")
 
 GROUP = "audit_trail_recorders"
-# Actions whose subject and username come from the bodies, not from a bearer token.
-ACCOUNT_ACTIONS = frozenset({"register", "login"})
 BODY_LIMIT = 16 * 1024  # bytes kept of an account action's request and answer
 # The longest username the users service accepts (its `TokenCreate`): a longer
 # "username" cannot name an account, and is cut so a pasted secret is not kept whole.
@@ -74,7 +72,9 @@ def audit_trail_key(subject: str | None = None) -> str:
 class AuditedExchange:
     """What the proxy saw of one request to an audited route, filled in as it goes.
 
-    exchange = AuditedExchange("login", "POST", "/api/v1/users/login", "203.0.113.9")
+    exchange = AuditedExchange(
+        "login", "POST", "/api/v1/users/login", "203.0.113.9", keeps_bodies=True
+    )  # action, template and keeps_bodies from the route's `RouteSpec`
     exchange.refused = "rate_limited"     # the gateway answered by itself
     exchange.refused = None               # a service instance was asked
     auditor.record(exchange)              # after the answer went out
@@ -85,6 +85,9 @@ class AuditedExchange:
     route: str  # the template
     client_ip: str
     started: float = 0.0  # perf_counter
+    # An account action (the route's `RouteSpec.audit_bodies`): its subject and username
+    # come from the bodies, not from a bearer token, so the bodies are kept.
+    keeps_bodies: bool = False
     token_subject: str | None = None  # the verified bearer token's, when one was sent
     request_body: bytes = b""  # kept for account actions only
     status: int = 500
@@ -92,10 +95,6 @@ class AuditedExchange:
     # Why the gateway answered by itself; None once an instance was asked. Until the
     # proxy says otherwise, nothing reached a service (an error before forwarding).
     refused: str | None = "gateway_error"
-
-    @property
-    def keeps_bodies(self) -> bool:
-        return self.action in ACCOUNT_ACTIONS
 
     def note_answer(self, status: int, body: bytes) -> None:
         self.status = status

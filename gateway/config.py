@@ -8,19 +8,14 @@ Nested parts use `__`: `ASTRA_UPSTREAM__TOTAL_TIMEOUT=3`.
 
 from __future__ import annotations
 
-import os
-import socket
 from functools import cache
-from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from backbone.config import BusSettings, RegistrySettings, TelemetrySettings, require_secret
-from backbone.service.http_server import HttpLimits
-
-SERVICES = ("users", "trading", "gamification", "nft", "social")
+from backbone.config import require_secret
+from backbone.http_server import HttpLimits
+from backbone.process import ProcessSettings
+from contracts.services import SERVICES as SERVICES  # re-exported: gateway.public_api reads it
 
 
 class _Part(BaseModel):
@@ -31,8 +26,8 @@ class UpstreamSettings(_Part):
     connect_timeout: float = Field(default=0.5, gt=0)  # seconds
     total_timeout: float = Field(default=10.0, gt=0)  # seconds, unless `timeouts` says
     timeouts: dict[str, float] = Field(default_factory=dict)  # total, by service
-    # Total, by route: "POST /api/v1/trading/orders" (method and public route template);
-    # wins over the service's timeout.
+    # Total, by route: "POST /api/v1/trading/orders" (a route of the table in
+    # gateway/public_api.py); wins over the route's declared timeout and the service's.
     route_timeouts: dict[str, float] = Field(default_factory=dict)
     pool_limit: int = Field(default=1000, ge=1)  # keep-alive connections, all upstreams
     pool_limit_per_host: int = Field(default=200, ge=1)
@@ -47,9 +42,9 @@ class UpstreamSettings(_Part):
     retry_budget_floor: int = Field(default=10, ge=0)
     retry_budget_window_seconds: float = Field(default=10.0, gt=0)
 
-    def total_timeout_for(self, service: str, route: str = "") -> float:
-        timeout = self.route_timeouts.get(route) if route else None
-        return timeout if timeout is not None else self.timeouts.get(service, self.total_timeout)
+    def total_timeout_for(self, service: str) -> float:
+        """A request's total timeout when its route declares none (`RouteSpec.timeout`)."""
+        return self.timeouts.get(service, self.total_timeout)
 
 
 class BreakerSettings(_Part):
@@ -78,12 +73,24 @@ class RateLimitSettings(_Part):
     # Operator-token attempts per client IP (gateway/operator.py): a wrong or missing
     # token spends one; a right one spends almost nothing but is refused alike.
     operator: RateLimitRule = RateLimitRule(rate=0.2, burst=5)
+    # Operator overrides, by route as the route table names it ("POST /api/v1/trading/orders"):
+    # `routes` gives a route another policy; `policies` gives the rule of a policy that has
+    # no field above (one a `RouteSpec` declared with its own default rule, or a new one).
+    routes: dict[str, str] = Field(default_factory=dict)
+    policies: dict[str, RateLimitRule] = Field(default_factory=dict)
     redis_timeout: float = Field(default=0.25, gt=0)  # seconds, then the in-memory limit
     redis_retry_seconds: float = Field(default=1.0, gt=0)  # skip Redis this long after a failure
 
+    def rule(self, policy: str) -> RateLimitRule | None:
+        """The configured rule of `policy`, or None when only a declaration may give one."""
+        if policy in self.policies:
+            return self.policies[policy]
+        named = getattr(self, policy, None) if policy in type(self).model_fields else None
+        return named if isinstance(named, RateLimitRule) else None
+
 
 class EdgeSettings(HttpLimits):
-    """The gateway's HTTP server limits (`backbone.service.http_server`): every client
+    """The gateway's HTTP server limits (`backbone.http_server`): every client
     reaches the stack here, so one address may not hold every connection either."""
 
     max_connections_per_address: int | None = Field(default=256, ge=1)
@@ -101,40 +108,22 @@ class AuditSettings(_Part):
     subject_ttl_seconds: int = Field(default=90 * 24 * 3600, ge=1)  # idle subjects' trails
 
 
-class GatewaySettings(BaseSettings):
-    """Everything the gateway process needs; tests build it directly.
+class GatewaySettings(ProcessSettings):
+    """Everything the gateway process needs (the shared part is `ProcessSettings`);
+    tests build it directly.
 
     settings = GatewaySettings(port=0, redis_url=url, registry=RegistrySettings(...))
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="ASTRA_",
-        env_nested_delimiter="__",
-        extra="ignore",
-        frozen=True,
-        populate_by_name=True,
-    )
-
+    # The gateway's own address variables: `ASTRA_HOST`/`ASTRA_PORT` are the services'.
     host: str = Field(default="127.0.0.1", validation_alias="ASTRA_GATEWAY_HOST")
     port: int = Field(default=8000, ge=0, le=65535, validation_alias="ASTRA_GATEWAY_PORT")
     public_url: str = Field(default="", validation_alias="ASTRA_GATEWAY_PUBLIC_URL")
-    instance_id: str = ""
-    version: str = "0.1.0"
-    env: Literal["dev", "test", "prod"] = "dev"
-    redis_url: str = "redis://127.0.0.1:6390/0"
-    run_dir: Path = Path("var")
     services: tuple[str, ...] = SERVICES
-    jwks_url: str = ""  # default: `<users instance url>/.well-known/jwks.json` (registry)
-    jwt_issuer: str = "astratrade-users"
-    jwt_audience: str = "astratrade"
-    # "METHOD /path": the path and anything below it. Health and metrics are always public.
-    public_routes: tuple[str, ...] = (
-        "POST /api/v1/users/register",
-        "POST /api/v1/users/login",
-        "GET /api/v1/trading/markets",
-        "GET /api/v1/gamification/leaderboard",
-        "GET /api/v1/social/feed",
-    )
+    # Extra public route prefixes, "METHOD /path": the path and anything below it needs no
+    # token, on top of the routes declared public (`RouteSpec.public` in gateway/public_api.py).
+    # For test and development stacks; health and metrics are always public.
+    public_routes: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ("http://localhost:3000",)
     cors_allow_credentials: bool = True
     # Bearer credential for the operator endpoints (/api/v1/services, /api/v1/audit).
@@ -148,19 +137,14 @@ class GatewaySettings(BaseSettings):
     breaker: BreakerSettings = BreakerSettings()
     fallback: FallbackSettings = FallbackSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
-    bus: BusSettings = BusSettings()
-    registry: RegistrySettings = RegistrySettings()
-    telemetry: TelemetrySettings = TelemetrySettings()
+
+    def process_name(self) -> str:
+        return "gateway"
 
     @model_validator(mode="after")
-    def _defaults_and_secrets(self) -> GatewaySettings:
-        if not self.instance_id:
-            object.__setattr__(self, "instance_id", f"gateway-{socket.gethostname()}-{os.getpid()}")
-        if not self.public_url:
-            object.__setattr__(self, "public_url", f"http://{self.host}:{self.port}")
+    def _gateway_checks(self) -> GatewaySettings:
         if self.cors_allow_credentials and "*" in self.cors_origins:
             raise ValueError("cors_origins may not contain '*' when credentials are allowed")
-        require_secret("ASTRA_REGISTRY__TOKEN", self.registry.token)
         require_secret("ASTRA_GATEWAY_OPERATOR_TOKEN", self.operator_token)
         return self
 

@@ -18,8 +18,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from backbone.auth import bearer_token, challenge
 from backbone.service.problems import ProblemError
-from gateway.auth import bearer_token
 from gateway.config import RateLimitRule
 from gateway.runtime import Gateway
 
@@ -49,7 +49,7 @@ def _right_token_rule(rule: RateLimitRule) -> RateLimitRule:
 async def require_operator(request: Request) -> None:
     gateway = _gateway(request)
     expected = gateway.settings.operator_token.encode()
-    token = bearer_token(request.headers.get("authorization", "")) or ""
+    token = bearer_token(request.headers.get("authorization")) or ""
     right = hmac.compare_digest(token.encode(), expected)
     rule = gateway.settings.rate_limit.operator
     address = request.client.host if request.client else ""
@@ -68,7 +68,7 @@ async def require_operator(request: Request) -> None:
             401,
             "Unauthorized",
             "An operator bearer token is required.",
-            headers={"WWW-Authenticate": 'Bearer realm="astratrade-operator"'},
+            headers={"WWW-Authenticate": challenge(realm="astratrade-operator")},
         )
 
 

@@ -9,10 +9,12 @@ query go on unchanged.
 
 The path is made canonical first (`public_api.canonical_path`: `/x/` and `/x//y`
 are `/x` and `/x/y`; dot segments and encoded separators are refused with 400),
-for every request the gateway serves, so the route template, the rate-limit
-policy, the public rule and the audit action are all decided on the one path
-that is forwarded, and a trailing slash can neither change a decision nor reach
-a service's redirect.
+for every request the gateway serves. Then the route table gives the request's
+`RouteSpec` once (`PublicRoutes.resolve`), and every decision below reads it: the
+public rule, the rate-limit policy and rule, the audit action, the retry rule, the
+timeout, and the template and SLO class that label the metrics. So they are all
+decided on the one path that is forwarded, and a trailing slash can neither change
+a decision nor reach a service's redirect.
 
 Everything here reads memory only (the Discovery cache); no Redis on the hot path.
 Anything outside `/api/v1/` goes on to the wrapped app (health, metrics).
@@ -28,25 +30,20 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backbone.auth import Claims
+from backbone.auth import Claims, bearer_token, challenge
 from backbone.service.problems import problem_response
+from backbone.telemetry.asgi import SLO_CLASS
 from gateway.audit import AuditedExchange
-from gateway.auth import InvalidToken, bearer_token
+from gateway.auth import InvalidToken
 from gateway.fallback import cacheable_answer, cacheable_request
 from gateway.middleware.access import note_upstream
-from gateway.public_api import EdgeRoute, PublicRoutes, canonical_path
+from gateway.public_api import PREFIX, RouteSpec, canonical_path
 from gateway.runtime import Gateway
 from gateway.upstream import Answer, Failure, Outbound, outbound_headers
 
 log = logging.getLogger("gateway.proxy")
 
-PREFIX = "/api/v1/"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
-# Non-idempotent routes whose service honours `Idempotency-Key` (a retry with the
-# same key executes once). Only these may be retried on another instance; any
-# other write could be applied twice when an instance dies after doing the work.
-_HONOURS_IDEMPOTENCY_KEY = frozenset({("POST", "/api/v1/trading/orders")})
-_CHALLENGE = 'Bearer realm="astratrade"'
 STALE_IF_ERROR = frozenset({500, 502, 503, 504})  # RFC 5861
 
 
@@ -85,12 +82,7 @@ class ProxyMiddleware:
         self.app = app
         self.gateway = gateway
         self._services = frozenset(gateway.settings.services)
-        # Declared public routes by their template; anything else under a service by one label.
-        self._routes = PublicRoutes()
-        self._labels = {s: RouteLabel(f"{PREFIX}{s}/{{path}}") for s in self._services}
-        self._undeclared = {s: EdgeRoute("*", label.path) for s, label in self._labels.items()}
-        for route in self._routes.all():  # a misspelt policy fails at start, not per request
-            gateway.limiter.rule(route.policy)
+        self._routes = gateway.routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -113,8 +105,9 @@ class ProxyMiddleware:
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]
-        route = self._routes.route(method, path, service) or self._undeclared[service]
+        route = self._routes.resolve(method, path, service)
         scope["route"] = RouteLabel(route.template)
+        scope[SLO_CLASS] = route.slo_class
         if route.audit is None or not self.gateway.settings.audit.enabled:
             await self._guarded(scope, receive, send, service, route, None)
             return
@@ -125,6 +118,7 @@ class ProxyMiddleware:
             route.template,
             client[0] if client else "",
             started=time.perf_counter(),
+            keeps_bodies=route.audit_bodies,
         )
         await self._guarded(scope, receive, _noting(send, exchange), service, route, exchange)
         # The client has the whole answer now: record what happened, off the client path.
@@ -136,7 +130,7 @@ class ProxyMiddleware:
         receive: Receive,
         send: Send,
         service: str,
-        route: EdgeRoute,
+        route: RouteSpec,
         exchange: AuditedExchange | None,
     ) -> None:
         try:
@@ -153,7 +147,7 @@ class ProxyMiddleware:
         receive: Receive,
         send: Send,
         service: str,
-        route: EdgeRoute,
+        route: RouteSpec,
         exchange: AuditedExchange | None,
     ) -> None:
         gw = self.gateway
@@ -163,8 +157,8 @@ class ProxyMiddleware:
         authorization = next((v for n, v in headers if n == b"authorization"), None)
         client = scope.get("client")
         client_ip: str = client[0] if client else ""
-        policy = route.policy
-        rule = gw.limiter.rule(policy)
+        policy, rule = route.policy, route.rule
+        assert rule is not None, "PublicRoutes gives every route its rule"
         claims: Claims | None = None
         rejection: tuple[str, str, str] | None = None  # (metric reason, detail, challenge)
         if authorization is not None:
@@ -176,13 +170,9 @@ class ProxyMiddleware:
                 if exchange is not None:
                     exchange.token_subject = claims.subject
             except InvalidToken as e:
-                rejection = (
-                    "invalid",
-                    f"Invalid token: {e}",
-                    _CHALLENGE + ', error="invalid_token"',
-                )
-        elif not gw.auth.is_public(method, path):
-            rejection = ("missing", "A bearer token is required.", _CHALLENGE)
+                rejection = ("invalid", f"Invalid token: {e}", challenge("invalid_token"))
+        elif not route.public:
+            rejection = ("missing", "A bearer token is required.", challenge())
         # Keyed by the verified subject, else the peer address: never by a header. A
         # request that fails authentication is counted too (by address), so a flood of
         # forged or missing tokens is answered 429 once that address's budget is spent.
@@ -203,7 +193,7 @@ class ProxyMiddleware:
             )(scope, receive, send)
             return
         if rejection is not None:
-            reason, detail, challenge = rejection
+            reason, detail, www_authenticate = rejection
             gw.metrics.auth_failures.labels(reason).inc()
             if exchange is not None:
                 exchange.refused = "unauthenticated"
@@ -212,7 +202,7 @@ class ProxyMiddleware:
                 "Unauthorized",
                 detail,
                 instance=path,
-                headers={"WWW-Authenticate": challenge},
+                headers={"WWW-Authenticate": www_authenticate},
             )(scope, receive, send)
             return
         try:
@@ -233,7 +223,6 @@ class ProxyMiddleware:
             return
         if exchange is not None and exchange.keeps_bodies:
             exchange.request_body = body
-        template = route.template
         target = scope["raw_path"].decode("latin-1")  # canonical, as the service will see it
         query: bytes = scope.get("query_string", b"")
         if query:
@@ -246,11 +235,8 @@ class ProxyMiddleware:
             ),
             body=body,
             retryable=method in _IDEMPOTENT
-            or (
-                (method, template) in _HONOURS_IDEMPOTENCY_KEY
-                and any(n == b"idempotency-key" for n, _ in headers)
-            ),
-            route=f"{method} {template}" if route.method != "*" else "",
+            or (route.idempotency_key and any(n == b"idempotency-key" for n, _ in headers)),
+            timeout=route.timeout,
         )
         breaker = gw.breakers[service]
         ticket = breaker.admit()

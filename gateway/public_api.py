@@ -1,15 +1,18 @@
-"""The public API, route by route: the gateway's OpenAPI document, route templates, audits.
+"""The public API, route by route: one declaration per route, read by every part of the edge.
 
-The routes are declared on an `APIRouter` that is never mounted: the proxy
-forwards `/api/v1/{service}/...` to the services, which serve the same paths.
-The declarations give three things:
+Each route is declared once, as a `RouteSpec` on its endpoint (`@declare(RouteSpec(...))`):
+method, template, whether it needs a token, its rate-limit policy, its audit action,
+whether it may be retried with an `Idempotency-Key`, its timeout and its SLO class.
+The endpoints are registered on an `APIRouter` that is never mounted: the proxy
+forwards `/api/v1/{service}/...` to the services, which serve the same paths. From
+the one table come:
 
+- `PublicRoutes.resolve(method, path, service)`: the spec of a request, once, with the
+  operator's overrides applied; the proxy reads the public rule, the limit, the audit,
+  the retry rule and the timeout from it, and labels metrics and the access log with
+  its template (`/api/v1/trading/orders/{order_id}`, never a raw path) and SLO class;
 - `openapi_document(settings)`: the document at `GET /openapi.json`, with the
-  bearer scheme on every route that needs a token and problem+json errors;
-- `PublicRoutes.route(method, path, service)`: the `EdgeRoute` of a request: its
-  template (`/api/v1/trading/orders/{order_id}`), which labels metrics and the
-  access log instead of an unbounded raw path, its rate-limit policy and its audit
-  action (`@edge(policy=..., audit=...)` on the declaration);
+  bearer scheme on every route that is not public and problem+json errors;
 - `canonical_path(raw_path)`: the one form of a path every decision is made on.
 
 Paths are canonicalised before anything is decided: empty segments (`a//b`, a
@@ -24,17 +27,22 @@ disagree.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, NoReturn, TypeVar
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Query
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from starlette.routing import compile_path
 
-from gateway.auth import Authenticator
-from gateway.config import GatewaySettings
+from gateway.config import (
+    SERVICES,
+    GatewaySettings,
+    RateLimitRule,
+    RateLimitSettings,
+    UpstreamSettings,
+)
 from gateway.schemas import (
     FeedPage,
     LeaderboardEntry,
@@ -51,99 +59,176 @@ from gateway.schemas import (
     UserPublic,
 )
 
+PREFIX = "/api/v1/"
+
+# What an SLO is kept for. Bounded on purpose: it labels the request metrics, and an
+# SLO query selects a class, never a list of routes (a new route joins its class's SLO).
+SloClass = Literal["read", "write", "auth"]
+_READS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """Everything the edge knows about one public route.
+
+    @declare(RouteSpec("POST", "/api/v1/trading/orders", slo_class="write", policy="orders"))
+    async def create_order(body: OrderCreate) -> OrderPublic: ...
+
+    In the table `PublicRoutes` serves, `policy`, `rule` and `timeout` are the ones
+    that apply (the operator's overrides from settings win over the declaration).
+    """
+
+    method: str
+    template: str  # "/api/v1/{service}/...", as the service serves it
+    slo_class: SloClass
+    public: bool = False  # no token needed (one that is sent is verified all the same)
+    policy: str = "default"  # the rate-limit policy: a `RateLimitSettings` rule by name
+    # The policy's rule when settings name none, so a new policy is one declaration;
+    # `ASTRA_RATE_LIMIT__POLICIES` still overrides it.
+    rule: RateLimitRule | None = None
+    audit: str | None = None  # the action in the audit trail, when it is significant
+    # The request and answer bodies are kept for the audit entry: for account actions,
+    # whose subject and username come from them, never from a bearer header.
+    audit_bodies: bool = False
+    # The service executes a retry with the same `Idempotency-Key` once, so a write may
+    # be retried on another instance; any other write could be applied twice.
+    idempotency_key: bool = False
+    timeout: float | None = None  # total upstream seconds; None: the service's timeout
+    declared: bool = True  # False: the stand-in for an undeclared path under a service
+    service: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        service = self.template.removeprefix(PREFIX).split("/", 1)[0]
+        if not self.template.startswith(PREFIX) or not service:
+            raise ValueError(f"{self.template!r} is not under {PREFIX}{{service}}/")
+        object.__setattr__(self, "service", service)
+
+    @property
+    def key(self) -> str:
+        """How settings name the route: "POST /api/v1/trading/orders"."""
+        return f"{self.method} {self.template}"
+
+
 router = APIRouter()
+_TABLE: list[RouteSpec] = []
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True, slots=True)
-class _Edge:
-    policy: str
-    audit: str | None
+def declare(spec: RouteSpec, *, status_code: int = 200) -> Callable[[_F], _F]:
+    """Put `spec` in the route table and its endpoint (body, answer, docstring) in the
+    OpenAPI document: the one place a public route is declared."""
 
-
-_EDGE: dict[object, _Edge] = {}
-
-
-def edge(*, policy: str = "default", audit: str | None = None) -> Callable[[_F], _F]:
-    """What the edge does with a route besides forwarding it: the rate-limit policy
-    (a rule of `RateLimitSettings`) and the audit action, if it is a significant one."""
-
-    def mark(endpoint: _F) -> _F:
-        _EDGE[endpoint] = _Edge(policy, audit)
+    def add(endpoint: _F) -> _F:
+        router.add_api_route(
+            spec.template,
+            endpoint,
+            methods=[spec.method],
+            status_code=status_code,
+            tags=[spec.service],
+        )
+        _TABLE.append(spec)
         return endpoint
 
-    return mark
+    return add
 
 
 def _upstream() -> NoReturn:  # pragma: no cover - the proxy answers these paths
     raise RuntimeError("served by the service behind the gateway")
 
 
-@router.post("/api/v1/users/register", status_code=201, tags=["users"])
-@edge(policy="auth", audit="register")
+@declare(
+    RouteSpec(
+        "POST",
+        "/api/v1/users/register",
+        slo_class="auth",
+        public=True,
+        policy="auth",
+        audit="register",
+        audit_bodies=True,
+    ),
+    status_code=201,
+)
 async def register(body: UserCreate) -> UserPublic:
     """Create an account."""
     _upstream()
 
 
-@router.post("/api/v1/users/login", tags=["users"])
-@edge(policy="auth", audit="login")
+@declare(
+    RouteSpec(
+        "POST",
+        "/api/v1/users/login",
+        slo_class="auth",
+        public=True,
+        policy="auth",
+        audit="login",
+        audit_bodies=True,
+    )
+)
 async def login(body: TokenCreate) -> TokenPublic:
     """Exchange username and password for a bearer access token."""
     _upstream()
 
 
-@router.get("/api/v1/users/me", tags=["users"])
+@declare(RouteSpec("GET", "/api/v1/users/me", slo_class="read"))
 async def me() -> UserPublic:
     """The caller's account."""
     _upstream()
 
 
-@router.get("/api/v1/trading/markets", tags=["trading"])
+@declare(RouteSpec("GET", "/api/v1/trading/markets", slo_class="read", public=True))
 async def markets() -> list[MarketPublic]:
     """Tradable symbols and their current prices."""
     _upstream()
 
 
-@router.post("/api/v1/trading/orders", status_code=201, tags=["trading"])
-@edge(policy="orders", audit="order")
+@declare(
+    RouteSpec(
+        "POST",
+        "/api/v1/trading/orders",
+        slo_class="write",
+        policy="orders",
+        audit="order",
+        idempotency_key=True,
+    ),
+    status_code=201,
+)
 async def create_order(body: OrderCreate) -> OrderPublic:
     """Place a market order; it fills at once at the current price."""
     _upstream()
 
 
-@router.get("/api/v1/trading/orders", tags=["trading"])
+@declare(RouteSpec("GET", "/api/v1/trading/orders", slo_class="read"))
 async def list_orders() -> list[OrderPublic]:
     """The caller's orders, newest first."""
     _upstream()
 
 
-@router.get("/api/v1/trading/orders/{order_id}", tags=["trading"])
+@declare(RouteSpec("GET", "/api/v1/trading/orders/{order_id}", slo_class="read"))
 async def get_order(order_id: str) -> OrderPublic:
     """One of the caller's orders."""
     _upstream()
 
 
-@router.get("/api/v1/trading/portfolio", tags=["trading"])
+@declare(RouteSpec("GET", "/api/v1/trading/portfolio", slo_class="read"))
 async def portfolio() -> PortfolioPublic:
     """The caller's cash, positions and equity at current prices."""
     _upstream()
 
 
-@router.get("/api/v1/gamification/profile", tags=["gamification"])
+@declare(RouteSpec("GET", "/api/v1/gamification/profile", slo_class="read"))
 async def profile() -> ProfilePublic:
     """The caller's XP, level and achievements."""
     _upstream()
 
 
-@router.get("/api/v1/gamification/leaderboard", tags=["gamification"])
+@declare(RouteSpec("GET", "/api/v1/gamification/leaderboard", slo_class="read", public=True))
 async def leaderboard(limit: Annotated[int, Query(ge=1, le=100)] = 10) -> list[LeaderboardEntry]:
     """The users with the most XP, best first."""
     _upstream()
 
 
-@router.get("/api/v1/nft/collection", tags=["nft"])
+@declare(RouteSpec("GET", "/api/v1/nft/collection", slo_class="read"))
 async def collection() -> list[NftPublic]:
     """The caller's reward tokens."""
     _upstream()
@@ -152,7 +237,7 @@ async def collection() -> list[NftPublic]:
 _NAME = r"^[A-Za-z0-9_-]+$"
 
 
-@router.get("/api/v1/social/feed", tags=["social"])
+@declare(RouteSpec("GET", "/api/v1/social/feed", slo_class="read", public=True))
 async def feed(
     user: Annotated[str | None, Query(min_length=1, max_length=64, pattern=_NAME)] = None,
     cursor: Annotated[str | None, Query(min_length=1, max_length=512, pattern=_NAME)] = None,
@@ -160,17 +245,6 @@ async def feed(
 ) -> FeedPage:
     """Feed entries newest first, a page at a time (`next_cursor` for the next page)."""
     _upstream()
-
-
-@dataclass(frozen=True, slots=True)
-class EdgeRoute:
-    """A declared route as the edge uses it."""
-
-    method: str
-    template: str
-    policy: str = "default"  # the rule of `RateLimitSettings` that limits it
-    audit: str | None = None  # the action in the audit trail, when it is significant
-    regex: re.Pattern[str] | None = None
 
 
 _SEPARATORS = ("/", "\\")
@@ -197,38 +271,141 @@ def canonical_path(raw_path: bytes) -> tuple[str, bytes] | None:
     return "/" + "/".join(decoded), b"/" + b"/".join(raw_segments)
 
 
+def _parse_prefixes(routes: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """("GET /api/v1/x/",) -> (("GET", "/api/v1/x"),)"""
+    parsed = []
+    for route in routes:
+        method, _, path = route.strip().partition(" ")
+        parsed.append((method.upper(), path.strip().rstrip("/")))
+    return tuple(parsed)
+
+
+def _below(prefixes: Iterable[tuple[str, str]], method: str, path: str) -> bool:
+    """Whether `method path` is one of `prefixes` or below one (`path` canonical)."""
+    for prefix_method, prefix in prefixes:
+        if method == prefix_method and (path == prefix or path.startswith(prefix + "/")):
+            return True
+    return False
+
+
 class PublicRoutes:
-    """routes = PublicRoutes()
-    routes.route("POST", "/api/v1/users/login", "users")   # EdgeRoute(policy="auth", audit="login")
+    """The route table, as the gateway's settings configure it.
+
+    routes = PublicRoutes.of(settings)
+    routes.resolve("POST", "/api/v1/users/login", "users")   # RouteSpec(policy="auth", ...)
+    routes.resolve("GET", "/api/v1/users/elsewhere", "users")
+    # RouteSpec("*", "/api/v1/users/{path}", slo_class="read", declared=False)
     routes.match("GET", "/api/v1/trading/orders/0190...", "trading")
     # "/api/v1/trading/orders/{order_id}"
 
-    Paths are matched as `canonical_path` gives them.
+    Paths are matched as `canonical_path` gives them. A route settings name that is not
+    in the table, or a policy without a rule, fails here, at start, not per request.
     """
 
-    def __init__(self) -> None:
-        self._by_service: dict[str, list[EdgeRoute]] = {}
-        for route in router.routes:
-            assert isinstance(route, APIRoute)
-            service = route.path.split("/")[3]
-            rule = _EDGE.get(route.endpoint, _Edge("default", None))
-            for method in route.methods or ():
-                self._by_service.setdefault(service, []).append(
-                    EdgeRoute(method, route.path, rule.policy, rule.audit, route.path_regex)
-                )
+    def __init__(
+        self,
+        services: Iterable[str] = SERVICES,
+        *,
+        rate_limit: RateLimitSettings | None = None,
+        upstream: UpstreamSettings | None = None,
+        extra_public: Iterable[str] = (),
+        specs: Iterable[RouteSpec] | None = None,  # the declared table; tests pass their own
+    ) -> None:
+        table = list(_TABLE if specs is None else specs)
+        limits = rate_limit if rate_limit is not None else RateLimitSettings()
+        timeouts = (upstream if upstream is not None else UpstreamSettings()).route_timeouts
+        self._extra_public = _parse_prefixes(extra_public)
+        known = {spec.key for spec in table}
+        for name, overrides in (("rate_limit.routes", limits.routes), ("route_timeouts", timeouts)):
+            unknown = sorted(set(overrides) - known)
+            if unknown:
+                raise ValueError(f"{name} names routes that are not declared: {unknown}")
+        default_rules = _declared_rules(table)
 
-    def route(self, method: str, path: str, service: str) -> EdgeRoute | None:
-        for route in self._by_service.get(service, ()):
-            if route.method == method and route.regex is not None and route.regex.match(path):
-                return route
+        def rule_of(policy: str, where: str) -> RateLimitRule:
+            rule = limits.rule(policy) or default_rules.get(policy)
+            if rule is None:
+                raise ValueError(f"{where}: no rate-limit rule {policy!r} in settings or specs")
+            return rule
+
+        self._by_service: dict[str, list[tuple[re.Pattern[str], RouteSpec]]] = {}
+        self._by_key: dict[str, RouteSpec] = {}
+        for declared in table:
+            policy = limits.routes.get(declared.key, declared.policy)
+            spec = replace(
+                declared,
+                policy=policy,
+                rule=rule_of(policy, declared.key),
+                timeout=timeouts.get(declared.key, declared.timeout),
+            )
+            if spec.key in self._by_key:
+                raise ValueError(f"{spec.key} is declared twice")
+            regex = compile_path(spec.template)[0]
+            self._by_service.setdefault(spec.service, []).append((regex, spec))
+            self._by_key[spec.key] = spec
+        # Any other path under a service: one label per service, the default policy, not
+        # public, and the class its method suggests (a GET reads, anything else writes).
+        default = rule_of("default", "undeclared routes")
+        self._undeclared = {
+            (service, reads): RouteSpec(
+                "*",
+                f"{PREFIX}{service}/{{path}}",
+                slo_class="read" if reads else "write",
+                rule=default,
+                declared=False,
+            )
+            for service in services
+            for reads in (True, False)
+        }
+
+    @classmethod
+    def of(cls, settings: GatewaySettings) -> PublicRoutes:
+        return cls(
+            settings.services,
+            rate_limit=settings.rate_limit,
+            upstream=settings.upstream,
+            extra_public=settings.public_routes,
+        )
+
+    def route(self, method: str, path: str, service: str) -> RouteSpec | None:
+        """The declared route `method path` matches, if any."""
+        for regex, spec in self._by_service.get(service, ()):
+            if spec.method == method and regex.match(path):
+                return spec
         return None
 
-    def match(self, method: str, path: str, service: str) -> str | None:
-        route = self.route(method, path, service)
-        return None if route is None else route.template
+    def resolve(self, method: str, path: str, service: str) -> RouteSpec:
+        """The spec of one request to a configured `service`: declared, or the stand-in."""
+        spec = self.route(method, path, service) or self._undeclared[(service, method in _READS)]
+        if not spec.public and self._extra_public and _below(self._extra_public, method, path):
+            spec = replace(spec, public=True)
+        return spec
 
-    def all(self) -> list[EdgeRoute]:
-        return [route for routes in self._by_service.values() for route in routes]
+    def match(self, method: str, path: str, service: str) -> str | None:
+        spec = self.route(method, path, service)
+        return None if spec is None else spec.template
+
+    def named(self, key: str) -> RouteSpec | None:
+        """The declared route settings call `key` ("POST /api/v1/trading/orders")."""
+        return self._by_key.get(key)
+
+    def is_public(self, spec: RouteSpec, path: str) -> bool:
+        """Declared public, or below one of the extra public prefixes of the settings."""
+        return spec.public or _below(self._extra_public, spec.method, path)
+
+    def all(self) -> list[RouteSpec]:
+        return list(self._by_key.values())
+
+
+def _declared_rules(table: Iterable[RouteSpec]) -> dict[str, RateLimitRule]:
+    """Policy -> the default rule a spec declared for it; two different ones are an error."""
+    rules: dict[str, RateLimitRule] = {}
+    for spec in table:
+        if spec.rule is None:
+            continue
+        if rules.setdefault(spec.policy, spec.rule) != spec.rule:
+            raise ValueError(f"policy {spec.policy!r} is declared with two different rules")
+    return rules
 
 
 _PROBLEMS = {
@@ -263,11 +440,13 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
     doc["components"]["securitySchemes"] = {
         "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     }
-    public = Authenticator.parse_routes(settings.public_routes)
+    routes = PublicRoutes.of(settings)
     problem = {"$ref": "#/components/schemas/Problem"}
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
-            is_public = Authenticator.matches(public, method.upper(), path)
+            spec = routes.named(f"{method.upper()} {path}")
+            assert spec is not None, f"{method} {path} is in the document but not the table"
+            is_public = routes.is_public(spec, path)
             # Public routes take a token too (it is verified when sent).
             operation["security"] = [{}, {"bearerAuth": []}] if is_public else [{"bearerAuth": []}]
             responses = operation["responses"]

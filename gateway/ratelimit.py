@@ -92,8 +92,11 @@ class _MemoryGcra:
 class RateLimiter:
     """limiter = RateLimiter(redis, settings.rate_limit, metrics)
 
-    rule = limiter.rule("auth")   # the policy comes from the route's declaration
     decision = await limiter.check("auth", rule, "ip:203.0.113.9")
+
+    The policy and its rule come from the request's `RouteSpec` (gateway/public_api.py),
+    matched on the canonical path: `/login/` and `/login` are one policy, and there is
+    no path matching here.
     """
 
     def __init__(
@@ -111,17 +114,6 @@ class RateLimiter:
         self._script = redis.register_script(_GCRA)
         self._memory = _MemoryGcra(clock)
         self._redis_back_at = 0.0
-
-    def rule(self, policy: str) -> RateLimitRule:
-        """The rule of a policy named on a route declaration (`public_api.edge`).
-
-        There is no path matching here: the proxy asks with the policy of the route
-        it matched on the canonical path, so `/login/` and `/login` are one policy.
-        """
-        rule = getattr(self._s, policy, None)
-        if not isinstance(rule, RateLimitRule):
-            raise KeyError(f"no rate-limit rule {policy!r} in RateLimitSettings")
-        return rule
 
     async def check(self, policy: str, rule: RateLimitRule, subject: str) -> Decision:
         key = keys.rate_limit(policy, subject)

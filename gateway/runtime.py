@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from backbone.bus.publisher import Publisher
+from backbone.lifecycle import Lifecycle
 from backbone.redis_pool import redis_client
 from backbone.registry import Discovery, InstanceInfo, Registrar
 from gateway.audit import AuditPublisher, AuditTrail, audit_trail_recorder
@@ -19,6 +19,7 @@ from gateway.breaker import CircuitBreaker, State
 from gateway.config import GatewaySettings
 from gateway.fallback import StaleCache
 from gateway.metrics import BREAKER_STATES, GatewayMetrics, gateway_metrics
+from gateway.public_api import PublicRoutes
 from gateway.ratelimit import RateLimiter
 from gateway.upstream import Upstreams
 
@@ -35,6 +36,9 @@ class Gateway:
 
     def __init__(self, settings: GatewaySettings, registry: CollectorRegistry) -> None:
         self.settings = settings
+        # The route table with the operator's overrides; a misspelt route or policy in
+        # the settings fails here, before the gateway serves anything.
+        self.routes = PublicRoutes.of(settings)
         self.metrics_registry = registry
         self.metrics: GatewayMetrics = gateway_metrics(registry)
         # Short timeouts: the edge must notice a Redis outage, not wait on it.
@@ -82,7 +86,7 @@ class Gateway:
             settings.registry,
             registry=registry,
         )
-        self._closers: list[Callable[[], Awaitable[Any]]] = []
+        self._parts = Lifecycle("gateway")
 
     def __repr__(self) -> str:
         return f"<Gateway {self.settings.instance_id} {self.discovery!r}>"
@@ -92,31 +96,27 @@ class Gateway:
         self.metrics.breaker_transitions.labels(service, to).inc()
 
     async def start(self) -> None:
-        self._closers.append(self.redis.aclose)
+        parts = self._parts
+        parts.push(self.redis.aclose, "redis")
         await self.discovery.start()
-        self._closers.append(self.discovery.aclose)
+        parts.push(self.discovery.aclose, "discovery")
         await self.upstreams.start()
-        self._closers.append(self.upstreams.aclose)
+        parts.push(self.upstreams.aclose, "upstreams")
         if self.settings.audit.enabled:
             try:
                 await self.recorder.start()
-                self._closers.append(self.recorder.aclose)
+                parts.push(self.recorder.aclose, "audit recorder")
             except Exception:  # the edge still serves; this replica records no trail
                 log.exception("audit trail recorder did not start")
-        self._closers.append(self.auditor.aclose)  # closed before Redis and the recorder
+        parts.push(self.auditor.aclose, "auditor")  # closed before Redis and the recorder
         # Register last, so Prometheus (and operators) find only a working gateway.
         await self.registrar.start()
-        self._closers.append(self.registrar.aclose)
+        parts.push(self.registrar.aclose, "registrar")
         log.info("gateway started", extra={"url": self.settings.public_url})
 
     async def aclose(self) -> None:
-        """Close in reverse order of opening. Idempotent."""
-        while self._closers:
-            closer = self._closers.pop()
-            try:
-                await asyncio.wait_for(closer(), timeout=15)
-            except Exception:
-                log.exception("error while stopping", extra={"part": repr(closer)})
+        """Close in reverse order of opening (each bounded, errors logged). Idempotent."""
+        await self._parts.aclose()
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when Redis answers and every service has a ready instance."""

@@ -1,21 +1,29 @@
 """The public API's bodies, declared here for the gateway's OpenAPI document.
 
 The services own the real models; the gateway never imports services (they are
-separate deployables), so the shapes clients see are restated here and kept
-honest by the whole-stack test, which checks answers against this document.
-Decimals travel as strings in plain notation ("10000.00").
+separate deployables), so the shapes clients see are restated here. They cannot
+drift: tests/gateway/test_openapi.py compares every body and answer of the route
+table with the service's own model (`model_json_schema()`, equal but for titles),
+and the whole-stack test checks real answers against this document. Decimals
+travel as strings in plain notation ("10000.00").
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from decimal import Decimal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DecimalStr = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$", examples=["10000.00"])]
+# As the services declare them (services/users/schemas.py, services/trading/schemas.py).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL_PATTERN = rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$"
+DecimalStr = str  # answers: plain notation, "10000.00"
+# Requests: a JSON number or a decimal string; positive, at most 4 decimal places.
 Quantity = Annotated[
-    str | float, Field(description="Positive, at most 4 decimal places, at most 1,000,000.")
+    Decimal,
+    Field(gt=0, le=Decimal("1000000"), max_digits=11, decimal_places=4, allow_inf_nan=False),
 ]
 
 
@@ -25,11 +33,13 @@ class _Request(BaseModel):
 
 class UserCreate(_Request):
     username: Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[a-z0-9_]{3,32}$")]
-    email: Annotated[str, Field(min_length=3, max_length=254)]
+    email: Annotated[str, Field(min_length=3, max_length=254, pattern=_EMAIL_PATTERN)]
     password: Annotated[str, Field(min_length=8, max_length=128)]
 
 
 class TokenCreate(_Request):
+    """Login: the password is not re-checked against the registration policy."""
+
     username: Annotated[str, Field(min_length=1, max_length=32)]
     password: Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -42,8 +52,8 @@ class UserPublic(BaseModel):
 
 class TokenPublic(BaseModel):
     access_token: str
-    token_type: Literal["bearer"]
-    expires_in: int = Field(description="Seconds.")
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: int  # seconds
 
 
 class MarketPublic(BaseModel):
@@ -141,21 +151,3 @@ class Problem(BaseModel):
     status: int
     detail: str | None = None
     instance: str | None = None
-
-
-class AuditEntry(BaseModel):
-    event_id: str
-    action: str
-    subject: str | None
-    method: str
-    route: str
-    status: int
-    latency_ms: float
-    client_ip: str
-    correlation_id: str
-    occurred_at: datetime
-
-
-class ServiceView(BaseModel):
-    breaker: str
-    instances: list[dict[str, Any]]

@@ -101,7 +101,7 @@ class Outbound:
     headers: CIMultiDict[str]
     body: bytes
     retryable: bool
-    route: str = ""  # "METHOD /template" when the route is a known public one
+    timeout: float | None = None  # total seconds, from the route's spec; None: the service's
     attempts: list[str] = field(default_factory=list)  # instance ids tried
 
 
@@ -293,7 +293,9 @@ class Upstreams:
     ) -> Answer | Failure:
         assert self._session is not None, "Upstreams.start() was not awaited"
         timeout = aiohttp.ClientTimeout(
-            total=self._settings.total_timeout_for(service, request.route),
+            total=request.timeout
+            if request.timeout is not None
+            else self._settings.total_timeout_for(service),
             connect=self._settings.connect_timeout,
         )
         url = URL(base.rstrip("/") + request.target, encoded=True)

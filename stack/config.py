@@ -9,15 +9,11 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Start order is dependency order: users signs tokens, trading produces the
-# events the others consume; the gateway comes last.
-SERVICES: dict[str, int] = {
-    "users": 8101,
-    "trading": 8102,
-    "gamification": 8103,
-    "nft": 8104,
-    "social": 8105,
-}
+from contracts.services import SERVICES as SERVICE_NAMES
+
+# Service -> first port, in start order (contracts.services says why that order); the
+# gateway comes last. Ports follow the order: users 8101 ... social 8105.
+SERVICES: dict[str, int] = {name: 8101 + n for n, name in enumerate(SERVICE_NAMES)}
 GATEWAY_PORT = 8000
 # The monitoring processes `astra up` starts after the gateway (stack.observe.monitoring).
 MONITORING_PORTS: dict[str, int] = {

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -16,14 +15,13 @@ from prometheus_client import generate_latest as text_exposition
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_exposition
 
+from backbone.process import serve as serve_process
 from backbone.service.config import ServiceSettings
-from backbone.service.http_server import HttpLimits, server_options
+from backbone.service.context import C, S
 from backbone.service.problems import install_problem_handlers, problem_response
 from backbone.service.runtime import Runtime, ServiceSpec
 from backbone.telemetry.asgi import TelemetryMiddleware
 from backbone.telemetry.http_metrics import http_metrics
-from backbone.telemetry.logs import setup_logging
-from backbone.telemetry.tracing import build_tracer_provider, install_tracer_provider
 
 log = logging.getLogger("backbone.service")
 
@@ -45,7 +43,7 @@ def metrics_response(request: Request, registry: CollectorRegistry) -> Response:
 
 
 def create_service_app(
-    spec: ServiceSpec, settings: ServiceSettings, *, registry: CollectorRegistry = REGISTRY
+    spec: ServiceSpec[S, C], settings: S, *, registry: CollectorRegistry = REGISTRY
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,7 +80,7 @@ def create_service_app(
 
     @app.get("/health/ready", include_in_schema=False)
     async def ready(request: Request) -> JSONResponse:
-        runtime: Runtime = request.app.state.runtime
+        runtime: Runtime[S, C] = request.app.state.runtime
         checks = await runtime.checks()
         failing = {name: why for name, why in checks.items() if why != "ok"}
         if failing:
@@ -104,36 +102,7 @@ def create_service_app(
 
 
 def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
-    """Process entry point: logging and tracing for this process, then uvicorn."""
-    tel = settings.telemetry
-    log_dir = tel.log_dir or settings.run_dir / "log"
-    setup_logging(
-        service=spec.name,
-        instance_id=settings.instance_id,
-        level=tel.log_level,
-        log_dir=log_dir,
-        stream=tel.log_stderr,
+    """Process entry point (`python -m services.<name>`): the process kit's `serve`."""
+    serve_process(
+        lambda: create_service_app(spec, settings), settings=settings, limits=settings.http
     )
-    if tel.traces_dir is None:
-        tel = tel.model_copy(update={"traces_dir": settings.run_dir / "traces"})
-    provider = build_tracer_provider(
-        tel, service=spec.name, version=settings.version, instance_id=settings.instance_id
-    )
-    if provider is not None:
-        install_tracer_provider(provider)
-    app = create_service_app(spec, settings)
-    try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=20,
-            # The gateway's header limits and timeouts (no per-address cap: every
-            # request comes from the gateway's address); defaults, not yet settings.
-            **server_options(HttpLimits()),
-        )
-    finally:
-        if provider is not None:
-            provider.shutdown()

@@ -13,28 +13,24 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from backbone.auth import Claims, InvalidToken
+from backbone.auth import Claims, InvalidToken, JwtVerifier, bearer_token, challenge
 from backbone.service.problems import ProblemError
-
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="astratrade"'}
-
-
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
 
 
 async def current_user(request: Request) -> Claims:
-    token = bearer_token(request)
+    token = bearer_token(request.headers.get("authorization"))
     if token is None:
-        raise ProblemError(401, "Unauthorized", "A bearer token is required.", headers=_CHALLENGE)
+        raise _unauthorized("A bearer token is required.")
+    # The users service's JWKS, or what the spec's `verifier` gave (users: its own key).
+    verifier: JwtVerifier = request.app.state.runtime.verifier
     try:
-        return await request.app.state.runtime.verifier.verify(token)  # type: ignore[no-any-return]
+        return await verifier.verify(token)
     except InvalidToken as e:
-        raise ProblemError(401, "Unauthorized", f"Invalid token: {e}", headers=_CHALLENGE) from e
+        raise _unauthorized(f"Invalid token: {e}") from e
+
+
+def _unauthorized(detail: str) -> ProblemError:
+    return ProblemError(401, "Unauthorized", detail, headers={"WWW-Authenticate": challenge()})
 
 
 async def optional_user(request: Request) -> Claims | None:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Request, Response
@@ -19,23 +19,26 @@ from prometheus_client import CollectorRegistry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import RedisError
 from sqlalchemy import MetaData, text
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from backbone.auth import JwksCache, JwtVerifier
+from backbone.auth import JwksCache, JwtVerifier, users_jwks_url
 from backbone.bus.consumer import Consumer, Handler
 from backbone.bus.monitor import StreamMonitor
 from backbone.bus.publisher import Publisher
 from backbone.bus.streams import EventType
-from backbone.errors import RegistryError
-from backbone.outbox import Outbox, OutboxRelay, outbox_table
+from backbone.lifecycle import Lifecycle
+from backbone.outbox import DEFAULT_TABLE_NAME, Outbox, OutboxRelay, outbox_table
 from backbone.redis_pool import redis_client
 from backbone.registry import Discovery, InstanceInfo, Registrar
-from backbone.service.config import ServiceSettings
+from backbone.service.context import (
+    NO_CONTEXT,
+    C,
+    ContextSpec,
+    OutboxParts,
+    Parts,
+    S,
+    SqlParts,
+)
 
 log = logging.getLogger("backbone.service")
 _SCHEMA_LOCK = 0x4153_5452_4153_4348  # pg advisory lock key for schema creation ("ASTRASCH")
@@ -52,72 +55,90 @@ class ConsumerSpec:
 
 
 @dataclass(frozen=True)
-class ServiceSpec:
-    """What makes one service: its routes, tables, consumers and hooks."""
+class ServiceSpec(Generic[S, C]):
+    """What makes one service: its context, routes, consumers and hooks.
+
+    The context (`ContextSpec`, backbone/service/context.py) is built once at start;
+    consumers, hooks and routes (through the service's alias) all use that object.
+    """
 
     name: str
     description: str = ""
+    context: ContextSpec[S, C] = NO_CONTEXT
     routers: Sequence[APIRouter] = ()
-    metadata: MetaData | None = None  # the service's own tables; the outbox joins them
-    outbox: bool = False
-    consumers: Callable[[Runtime], Sequence[ConsumerSpec]] | None = None
+    consumers: Callable[[C], Sequence[ConsumerSpec]] | None = None
     published: Sequence[EventType[Any]] = ()  # streams the monitor samples
-    on_start: Callable[[Runtime], Awaitable[None]] | None = None
-    on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    on_start: Callable[[C], Awaitable[None]] | None = None
+    on_stop: Callable[[C], Awaitable[None]] | None = None
+    # What `CurrentUser` verifies tokens with; default the users service's JWKS.
+    verifier: Callable[[C], JwtVerifier] | None = None
     # Domain error type -> handler (usually mapping it to a ProblemError response).
     exception_handlers: Mapping[type[Exception], ExceptionHandler] = field(default_factory=dict)
     metadata_tags: Mapping[str, str] = field(default_factory=dict)
 
 
-class Runtime:
-    """Opened by the app's lifespan; services reach it through `request.app.state.runtime`."""
+class Runtime(Generic[S, C]):
+    """Opened by the app's lifespan (`request.app.state.runtime`); builds the spec's context.
 
-    def __init__(self, spec: ServiceSpec, settings: ServiceSettings, registry: CollectorRegistry):
+    start: Redis, database, outbox relay, context + hooks, consumers, monitor, registrar;
+    aclose: the same in reverse.
+    """
+
+    def __init__(self, spec: ServiceSpec[S, C], settings: S, registry: CollectorRegistry):
         self.spec = spec
         self.settings = settings
         self.metrics_registry = registry
         self.redis: aioredis.Redis = redis_client(
             settings.redis_url, connect_timeout=2, socket_timeout=5, wait_for_connection=2.0
         )
-        self.engine: AsyncEngine | None = None
-        self.sessions: async_sessionmaker[AsyncSession] | None = None
         self.publisher = Publisher(
             self.redis, producer=spec.name, settings=settings.bus, registry=registry
         )
-        self.outbox: Outbox | None = None
-        self.relay: OutboxRelay | None = None
-        self.consumers: list[Consumer] = []
-        self.monitor: StreamMonitor | None = None
-        self.registrar: Registrar | None = None
-        self.state: dict[str, Any] = {}
-        self._discovery: Discovery | None = None
         self.verifier = JwtVerifier(
             JwksCache(self._jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
-        self._closers: list[Callable[[], Awaitable[Any]]] = []
+        self._users = Discovery(  # refreshed by `_jwks_url` only: never started
+            self.redis, settings.registry, services=["users"], registry=CollectorRegistry()
+        )
+        self.engine: AsyncEngine | None = None  # when the context declares tables
+        self.consumers: list[Consumer] = []
+        self._parts = Lifecycle(spec.name)
+        self._context: tuple[C] | None = None  # a 1-tuple once built: the context may be None
+
+    @property
+    def context(self) -> C:
+        """What the spec's `build` made; routes reach it through their service's alias."""
+        if self._context is None:
+            raise RuntimeError(f"{self.spec.name} has not started: it has no context yet")
+        return self._context[0]
+
+    @property
+    def parts(self) -> Parts[S]:
+        """What every service has; the database and outbox parts extend it when declared."""
+        return Parts(
+            settings=self.settings,
+            redis=self.redis,
+            publisher=self.publisher,
+            metrics_registry=self.metrics_registry,
+            verifier=self.verifier,
+        )
 
     async def start(self) -> None:
         s, spec = self.settings, self.spec
-        self._closers.append(self.redis.aclose)  # first in, last out; closed even if ping fails
+        self._parts.push(self.redis.aclose, "redis")  # first in, last out; closed if ping fails
         await self._wait_for_redis(s.registry.startup_wait_seconds)
-        if spec.metadata is not None:
-            await self._open_database(spec.metadata)
-        if spec.outbox:
-            assert spec.metadata is not None, "the outbox lives in the service's database"
-            assert self.engine is not None
-            table = spec.metadata.tables["astra_outbox"]
-            self.outbox = Outbox(table, producer=spec.name)
-            self.relay = OutboxRelay(
-                self.engine, table, self.redis, s.bus, registry=self.metrics_registry
-            )
-            await self.relay.start()
-            self._closers.append(self.relay.aclose)
+        # The database and the outbox relay, as the context declares them, then `build`.
+        context = await spec.context.open(self)
+        self._context = (context,)
+        if spec.verifier is not None:
+            self.verifier = spec.verifier(context)
         if spec.on_start is not None:
-            await spec.on_start(self)
+            await spec.on_start(context)
         if spec.on_stop is not None:
-            self._closers.append(lambda: spec.on_stop(self))  # type: ignore[misc]
+            on_stop = spec.on_stop
+            self._parts.push(lambda: on_stop(context), "on_stop")
         watched: list[tuple[str, str]] = [(et.stream_key, "") for et in spec.published]
-        for cspec in spec.consumers(self) if spec.consumers else ():
+        for cspec in spec.consumers(context) if spec.consumers else ():
             consumer = Consumer(
                 self.redis,
                 group=cspec.group,
@@ -130,19 +151,19 @@ class Runtime:
             )
             await consumer.start()
             self.consumers.append(consumer)
-            self._closers.append(consumer.aclose)
+            self._parts.push(consumer.aclose, f"consumer {cspec.group}")
             watched += [(stream, cspec.group) for stream in consumer.streams]
         if watched:
-            self.monitor = StreamMonitor(
+            monitor = StreamMonitor(
                 self.redis,
                 watched,
                 interval_ms=s.bus.metrics_sample_interval_ms,
                 registry=self.metrics_registry,
             )
-            await self.monitor.start()
-            self._closers.append(self.monitor.aclose)
+            await monitor.start()
+            self._parts.push(monitor.aclose, "stream monitor")
         # Register last: the gateway only routes to us once everything above runs.
-        self.registrar = Registrar(
+        registrar = Registrar(
             self.redis,
             InstanceInfo(
                 service=spec.name,
@@ -156,9 +177,48 @@ class Runtime:
             s.registry,
             registry=self.metrics_registry,
         )
-        await self.registrar.start()
-        self._closers.append(self.registrar.aclose)
+        await registrar.start()
+        self._parts.push(registrar.aclose, "registrar")
         log.info("service started", extra={"url": s.public_url, "consumers": len(self.consumers)})
+
+    async def open_database(self, metadata: MetaData) -> SqlParts[S]:
+        """The engine (closed on stop) with `metadata`'s tables created."""
+        url = self.settings.database_url
+        if url.startswith("sqlite"):
+            Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        engine = self.engine = create_async_engine(url, pool_pre_ping=True)
+        self._parts.push(engine.dispose, "database")
+        await self._create_schema(engine, metadata)
+        base = self.parts
+        return SqlParts(
+            settings=base.settings,
+            redis=base.redis,
+            publisher=base.publisher,
+            metrics_registry=base.metrics_registry,
+            verifier=base.verifier,
+            engine=engine,
+            sessions=async_sessionmaker(engine, expire_on_commit=False),
+        )
+
+    async def open_outbox(self, sql: SqlParts[S], metadata: MetaData) -> OutboxParts[S]:
+        """The outbox writer and its relay (started, stopped on stop) on `metadata`'s table."""
+        table = metadata.tables[DEFAULT_TABLE_NAME]
+        relay = OutboxRelay(
+            sql.engine, table, self.redis, self.settings.bus, registry=self.metrics_registry
+        )
+        await relay.start()
+        self._parts.push(relay.aclose, "outbox relay")
+        return OutboxParts(
+            settings=sql.settings,
+            redis=sql.redis,
+            publisher=sql.publisher,
+            metrics_registry=sql.metrics_registry,
+            verifier=sql.verifier,
+            engine=sql.engine,
+            sessions=sql.sessions,
+            outbox=Outbox(table, producer=self.spec.name),
+            relay=relay,
+        )
 
     async def _wait_for_redis(self, budget: float) -> None:
         """Ping until Redis answers, for at most `budget` seconds, then give up.
@@ -192,28 +252,12 @@ class Runtime:
 
     async def _jwks_url(self) -> str:
         """The configured JWKS URL, else the one of a ready users instance (registry)."""
-        if self.settings.jwks_url:
-            return self.settings.jwks_url
-        if self._discovery is None:
+        configured = self.settings.jwks_url
+        if not configured:
             # Asked rarely (the JWKS cache refreshes every few minutes at most), so a
             # one-off refresh, not a watcher polling Redis for the process's life.
-            self._discovery = Discovery(
-                self.redis, self.settings.registry, services=["users"], registry=CollectorRegistry()
-            )
-        await self._discovery.refresh()
-        instances = self._discovery.instances("users")
-        if not instances:
-            raise RegistryError("no ready users instance to fetch the JWKS from")
-        return instances[0].url.rstrip("/") + "/.well-known/jwks.json"
-
-    async def _open_database(self, metadata: MetaData) -> None:
-        url = self.settings.database_url
-        if url.startswith("sqlite"):
-            Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_async_engine(url, pool_pre_ping=True)
-        self._closers.append(self.engine.dispose)
-        await self._create_schema(self.engine, metadata)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+            await self._users.refresh()
+        return users_jwks_url(self._users, configured)
 
     @staticmethod
     async def _create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
@@ -246,12 +290,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         """Close in reverse order of opening: deregister first, the Redis client last."""
-        while self._closers:
-            closer = self._closers.pop()
-            try:
-                await asyncio.wait_for(closer(), timeout=15)
-            except Exception:
-                log.exception("error while stopping", extra={"part": repr(closer)})
+        await self._parts.aclose()
 
     async def checks(self) -> dict[str, str]:
         """Readiness checks by name: "ok" or why not."""

@@ -8,6 +8,12 @@ A request whose client went away before an answer was started is recorded as
 499 (nginx's "client closed request"), not as whatever the app did next: it was
 not served, but it is not a server error either, so it never reaches the 5xx
 ratios the availability SLO reads.
+
+The request metrics also carry the SLO class of the route (`slo_class`): an app
+that knows one puts it in the scope under `SLO_CLASS` (the gateway's proxy does,
+from its route table), so an SLO query selects a class instead of listing routes.
+Everything else (health, metrics, every service-side request) is `"none"`. The
+class is fixed per route, so the label adds no series.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ _SERVER = trace.SpanKind.SERVER
 _CID_HEADER = correlation.HEADER_LOWER
 UNMATCHED = "<unmatched>"
 CLIENT_CLOSED_REQUEST = 499
+SLO_CLASS = "astra.slo_class"  # scope key: the route's SLO class, a short fixed word
+NO_SLO_CLASS = "none"
 
 
 def route_template(scope: Scope) -> str:
@@ -37,6 +45,12 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED
+
+
+def slo_class(scope: Scope) -> str:
+    """The SLO class the app put in the scope, or `NO_SLO_CLASS`."""
+    value = scope.get(SLO_CLASS)
+    return value if isinstance(value, str) and value else NO_SLO_CLASS
 
 
 class TelemetryMiddleware:
@@ -121,11 +135,12 @@ class TelemetryMiddleware:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
             route = route_template(scope)
-            self.metrics.requests.labels(method, route, str(status)).inc()
+            klass = slo_class(scope)
+            self.metrics.requests.labels(method, route, str(status), klass).inc()
             ctx = span.get_span_context() if span is not None else None
             sampled = ctx is not None and ctx.trace_flags.sampled
             exemplar = {"trace_id": format(ctx.trace_id, "032x")} if sampled and ctx else None
-            self.metrics.duration.labels(method, route).observe(elapsed, exemplar)
+            self.metrics.duration.labels(method, route, klass).observe(elapsed, exemplar)
             if span is not None:
                 if span.is_recording():
                     span.update_name(f"{method} {route}")

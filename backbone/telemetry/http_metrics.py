@@ -1,4 +1,5 @@
-"""RED metrics of an HTTP server, labelled by route template (never raw paths)."""
+"""RED metrics of an HTTP server, labelled by route template (never raw paths) and by the
+route's SLO class (`read`, `write`, `auth`; `none` where the app declares none)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ class HttpMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "astra_http_server_requests_total",
-            "HTTP requests served, by method, route template and status code.",
-            ["method", "route", "status"],
+            "HTTP requests served, by method, route template, status code and SLO class.",
+            ["method", "route", "status", "slo_class"],
             registry=registry,
         )
         self.duration = Histogram(
             "astra_http_server_request_duration_seconds",
-            "Time to the end of the response, by method and route template.",
-            ["method", "route"],
+            "Time to the end of the response, by method, route template and SLO class.",
+            ["method", "route", "slo_class"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )

@@ -31,7 +31,7 @@ from chaos.faultproxy.errors import (
     UserAgentNotAllowed,
 )
 from chaos.faultproxy.proxy import Proxy
-from chaos.faultproxy.toxic_collection import ToxicWrapper
+from chaos.faultproxy.toxics import ToxicWrapper
 
 # The one table of status codes; anything not listed is a 500, as in Toxiproxy.
 _STATUS: dict[type[FaultProxyError], int] = {

@@ -13,25 +13,58 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import struct
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from chaos.faultproxy._addr import split_host_port
 from chaos.faultproxy.direction import Direction
-from chaos.faultproxy.link import Link
-
-if TYPE_CHECKING:
-    from chaos.faultproxy.proxy import Proxy
+from chaos.faultproxy.link import Link, Spawn
+from chaos.faultproxy.metrics import ProxyStats
+from chaos.faultproxy.toxic_collection import ToxicCollection
 
 _LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
 class Connection:
-    """A client socket, the upstream socket dialled for it, and the two links between."""
+    """A client socket, the upstream socket dialled for it, and the two links between.
 
-    def __init__(self, proxy: Proxy) -> None:
-        self.proxy = proxy
+    Like a `Link`, it is handed what it needs and never its proxy, so the proxy stays
+    the only owner of its own state (and the two modules do not import each other):
+
+    conn = Connection("redis", toxics, stats=stats, rng=rng, logger=log, spawn=proxy.spawn,
+                      admit=proxy._admit, on_close=proxy.connection_closed,
+                      log_fields=proxy._fields)
+    return conn.client                # the protocol of the socket just accepted
+    """
+
+    def __init__(
+        self,
+        name: str,
+        toxics: ToxicCollection,
+        *,
+        stats: ProxyStats,
+        rng: random.Random,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        spawn: Spawn,
+        admit: Callable[[Connection], str | None],
+        on_close: Callable[[Connection], None],
+        log_fields: Callable[[], dict[str, object]],
+    ) -> None:
+        self.name = name  # the proxy's, for repr
+        self.toxics = toxics
+        self.stats = stats
+        self.rng = rng
+        self.logger = logger
+        self.spawn = spawn
+        # Asked once the client socket is up: registers the connection and says which
+        # upstream to dial, or None when the proxy was disabled since the accept.
+        self._admit = admit
+        self._on_close = on_close
+        # A callable, not a dict: the proxy's listen and upstream are read when logging.
+        self._log_fields = log_fields
         self.client = _Endpoint(self)
         self.upstream = _Endpoint(self)
         self.links: list[Link] = []
@@ -40,7 +73,7 @@ class Connection:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<Connection proxy={self.proxy.name} links={self.links}>"
+        return f"<Connection proxy={self.name} links={self.links}>"
 
     def endpoint_made(self, endpoint: _Endpoint) -> None:
         self._open += 1
@@ -48,26 +81,28 @@ class Connection:
         assert transport is not None
         _set_nodelay(transport)
         if endpoint is self.client:
-            if not self.proxy.enabled:
+            upstream = self._admit(self)
+            if upstream is None:
                 transport.abort()  # accepted in the instant the proxy was disabled
                 return
             transport.pause_reading()  # until the upstream answers
-            self.proxy.connection_opened(self)
-            self._connect = self.proxy.spawn(self._dial())
+            self._connect = self.spawn(self._dial(upstream))
         elif self._closed or self.client.lost:
             transport.abort()
         else:
             self._link_up()
 
-    async def _dial(self) -> None:
+    async def _dial(self, upstream: str) -> None:
+        # `upstream` was read at admission; a later change of the proxy's upstream drops
+        # every admitted connection, this one included, so it cannot be stale here.
         try:
-            host, port = split_host_port(self.proxy.upstream)
+            host, port = split_host_port(upstream)
             await asyncio.get_running_loop().create_connection(lambda: self.upstream, host, port)
         except (OSError, ValueError) as e:
-            self.proxy.stats.upstream_errors += 1
-            self.proxy.logger.error(
+            self.stats.upstream_errors += 1
+            self.logger.error(
                 "unable to open connection to upstream",
-                extra={**self.proxy._fields(), "error": str(e)},
+                extra={**self._log_fields(), "error": str(e)},
             )
             if self.client.transport is not None:
                 self.client.transport.close()
@@ -79,12 +114,11 @@ class Connection:
         client, upstream = self.client.transport, self.upstream.transport
         assert client is not None
         assert upstream is not None
-        proxy = self.proxy
         common: dict[str, Any] = {
-            "stats": proxy.stats,
-            "rng": proxy.rng,
-            "logger": proxy.logger,
-            "spawn": proxy.spawn,
+            "stats": self.stats,
+            "rng": self.rng,
+            "logger": self.logger,
+            "spawn": self.spawn,
             "on_reset": self.reset,
         }
         up = Link(Direction.UPSTREAM, client, upstream, **common)
@@ -93,7 +127,7 @@ class Connection:
         self.upstream.feeds, self.upstream.drains = down, up
         self.links = [up, down]
         for link in self.links:
-            proxy.toxics.attach(link)
+            self.toxics.attach(link)
         for endpoint, link in ((self.client, up), (self.upstream, down)):
             early, endpoint.early = endpoint.early, []
             for data in early:
@@ -102,10 +136,10 @@ class Connection:
                 else:
                     link.feed_eof()
         client.resume_reading()
-        if proxy.logger.isEnabledFor(logging.DEBUG):
-            proxy.logger.debug(
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug(
                 "accepted client",
-                extra={**proxy._fields(), "client": str(client.get_extra_info("peername"))},
+                extra={**self._log_fields(), "client": str(client.get_extra_info("peername"))},
             )
 
     def endpoint_lost(self, endpoint: _Endpoint) -> None:
@@ -154,8 +188,8 @@ class Connection:
         self._closed = True
         self._shutdown_links()
         for link in self.links:
-            self.proxy.toxics.detach(link)
-        self.proxy.connection_closed(self)
+            self.toxics.detach(link)
+        self._on_close(self)
 
 
 class _Endpoint(asyncio.Protocol):

@@ -20,14 +20,11 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chaos.faultproxy.direction import Direction
 from chaos.faultproxy.metrics import ProxyStats
-from chaos.faultproxy.toxics.base import Chunk, pass_through
-
-if TYPE_CHECKING:
-    from chaos.faultproxy.toxic_collection import ToxicWrapper
+from chaos.faultproxy.toxics.base import Chunk, ToxicWrapper, pass_through
 
 HIGH_WATER = 1 << 20  # bytes held by stages and sink before the source is paused
 LOW_WATER = 1 << 18  # bytes below which a paused source resumes

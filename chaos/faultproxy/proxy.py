@@ -138,9 +138,27 @@ class Proxy:
         self.logger.info("started proxy", extra=self._fields())
 
     def _accept(self) -> asyncio.Protocol:
-        return Connection(self).client
+        conn = Connection(
+            self.name,
+            self.toxics,
+            stats=self.stats,
+            rng=self.rng,
+            logger=self.logger,
+            spawn=self.spawn,
+            admit=self._admit,
+            on_close=self.connection_closed,
+            log_fields=self._fields,
+        )
+        return conn.client
 
-    # -- used by Connection ----------------------------------------------------------
+    # -- handed to each Connection ---------------------------------------------------
+
+    def _admit(self, conn: Connection) -> str | None:
+        """Register an accepted client and name the upstream to dial; None if disabled."""
+        if not self.enabled:
+            return None
+        self.connection_opened(conn)
+        return self.upstream
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)

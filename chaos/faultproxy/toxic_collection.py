@@ -9,28 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chaos.faultproxy.direction import Direction
 from chaos.faultproxy.errors import BadRequestBody, ToxicAlreadyExists, ToxicNotFound
 from chaos.faultproxy.metrics import ProxyStats
-from chaos.faultproxy.toxics import Toxic, toxic_class
+from chaos.faultproxy.toxics import toxic_class
+
+# Defined beside `Toxic` (the link needs it too); still importable from here, its old home.
+from chaos.faultproxy.toxics.base import ToxicWrapper as ToxicWrapper
 
 if TYPE_CHECKING:
     from chaos.faultproxy.link import Link
-
-
-@dataclass(frozen=True)
-class ToxicWrapper:
-    """A configured toxic: its settings plus Toxiproxy's name, stream and toxicity."""
-
-    name: str
-    type: str
-    stream: str  # as the client spelled it; `direction` is the parsed value
-    direction: Direction
-    toxicity: float  # share of connections affected, 0..1
-    toxic: Toxic
 
 
 class ToxicCollection:

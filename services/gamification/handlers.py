@@ -47,7 +47,7 @@ log = logging.getLogger("services.gamification")
 class XpAwarder:
     """Handles `trade_executed` for the group.
 
-    awarder = XpAwarder(GamificationStore(runtime.redis))
+    awarder = XpAwarder(ctx.store)
     ConsumerSpec(GROUP, {TradeExecuted: awarder.on_trade}, commit_each=True)
     """
 

@@ -6,20 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from redis.exceptions import RedisError
 
 from backbone.service import ProblemError
 from backbone.service.auth import CurrentUser, OptionalUser
+from services.gamification.deps import Gamification
 from services.gamification.rules import ACHIEVEMENTS, level_for, xp_for_level
 from services.gamification.schemas import AchievementPublic, LeaderboardEntry, ProfilePublic
-from services.gamification.store import GamificationStore
 
 router = APIRouter(prefix="/api/v1/gamification", tags=["gamification"])
-
-
-def _store(request: Request) -> GamificationStore:
-    return GamificationStore(request.app.state.runtime.redis)
 
 
 @asynccontextmanager
@@ -31,10 +27,10 @@ async def _redis_answers() -> AsyncIterator[None]:
 
 
 @router.get("/profile", response_model=ProfilePublic)
-async def profile(request: Request, user: CurrentUser) -> ProfilePublic:
+async def profile(ctx: Gamification, user: CurrentUser) -> ProfilePublic:
     """The caller's XP, level and achievements."""
     async with _redis_answers():
-        state = await _store(request).profile(user.subject)
+        state = await ctx.store.profile(user.subject)
     level = level_for(state.xp)
     achievements = sorted(state.achievements.items(), key=lambda item: (item[1], item[0]))
     return ProfilePublic(
@@ -56,13 +52,13 @@ async def profile(request: Request, user: CurrentUser) -> ProfilePublic:
 
 @router.get("/leaderboard", response_model=list[LeaderboardEntry])
 async def leaderboard(
-    request: Request,
+    ctx: Gamification,
     _: OptionalUser,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> list[LeaderboardEntry]:
     """The users with the most XP, best first."""
     async with _redis_answers():
-        top = await _store(request).leaderboard(limit)
+        top = await ctx.store.leaderboard(limit)
     return [
         LeaderboardEntry(
             rank=rank, user_id=r.user_id, username=r.username, xp=r.xp, level=level_for(r.xp)

@@ -52,7 +52,7 @@ class Ranked:
 class GamificationStore:
     """Reads of the gamification state (handlers and routes) and the effects that change it.
 
-    store = GamificationStore(runtime.redis)
+    store = GamificationStore(parts.redis)
     profile = await store.profile("user-1")
     store.queue_award(ctx.effects, "user-1", "alice", 35, {"first_trade": executed_at})
     """

@@ -5,29 +5,37 @@ from __future__ import annotations
 from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from backbone.service import ConsumerSpec, Runtime, ServiceSpec, create_service_app
+from backbone.service import (
+    ConsumerSpec,
+    ContextSpec,
+    OutboxParts,
+    ServiceSpec,
+    create_service_app,
+)
 from contracts.gamification import AchievementUnlocked
 from contracts.nft import NftMinted
 from services.nft.config import Settings, get_settings
+from services.nft.deps import NftContext
 from services.nft.handlers import GROUP, Minter
 from services.nft.models import metadata
 from services.nft.routes import router
 from services.nft.store import NftStore
 
 
-def _consumers(runtime: Runtime) -> list[ConsumerSpec]:
-    assert runtime.sessions is not None, "SPEC declares metadata"
-    assert runtime.outbox is not None, "SPEC declares outbox=True"
-    minter = Minter(NftStore(runtime.sessions, runtime.outbox), runtime.relay)
+async def _build(parts: OutboxParts[Settings]) -> NftContext:
+    return NftContext(NftStore(parts.sessions, parts.outbox), parts.relay)
+
+
+def _consumers(ctx: NftContext) -> list[ConsumerSpec]:
+    minter = Minter(ctx.store, ctx.relay)
     return [ConsumerSpec(GROUP, {AchievementUnlocked: minter.on_unlocked})]
 
 
 SPEC = ServiceSpec(
     name="nft",
     description="Reward tokens minted once per user and achievement.",
+    context=ContextSpec.with_outbox(metadata, _build),
     routers=[router],
-    metadata=metadata,
-    outbox=True,
     consumers=_consumers,
     published=[NftMinted],
 )

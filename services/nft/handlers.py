@@ -26,11 +26,11 @@ log = logging.getLogger("services.nft")
 class Minter:
     """Handles `achievement_unlocked`.
 
-    minter = Minter(NftStore(runtime.sessions, runtime.outbox), runtime.relay)
+    minter = Minter(ctx.store, ctx.relay)
     ConsumerSpec(GROUP, {AchievementUnlocked: minter.on_unlocked})
     """
 
-    def __init__(self, store: NftStore, relay: OutboxRelay | None) -> None:
+    def __init__(self, store: NftStore, relay: OutboxRelay) -> None:
         self._store = store
         self._relay = relay
 
@@ -42,8 +42,7 @@ class Minter:
                 extra={"user_id": event.data.user_id, "achievement": event.data.achievement},
             )
             return
-        if self._relay is not None:
-            self._relay.notify()
+        self._relay.notify()
         log.info(
             "reward minted",
             extra={

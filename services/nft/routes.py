@@ -7,20 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from sqlalchemy.exc import SQLAlchemyError
 
 from backbone.service import ProblemError
 from backbone.service.auth import CurrentUser
+from services.nft.deps import Nft
 from services.nft.schemas import NftPublic
-from services.nft.store import NftStore, Token
+from services.nft.store import Token
 
 router = APIRouter(prefix="/api/v1/nft", tags=["nft"])
-
-
-def _store(request: Request) -> NftStore:
-    runtime = request.app.state.runtime
-    return NftStore(runtime.sessions, runtime.outbox)
 
 
 @asynccontextmanager
@@ -44,21 +40,21 @@ def _public(token: Token) -> NftPublic:
 
 @router.get("/collection", response_model=list[NftPublic])
 async def collection(
-    request: Request,
+    ctx: Nft,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
 ) -> list[NftPublic]:
     """The caller's reward tokens, newest first."""
     async with _database_answers():
-        found = await _store(request).collection(user.subject, limit=limit)
+        found = await ctx.store.collection(user.subject, limit=limit)
     return [_public(t) for t in found]
 
 
 @router.get("/collection/{token_id}", response_model=NftPublic)
-async def token(request: Request, user: CurrentUser, token_id: uuid.UUID) -> NftPublic:
+async def token(ctx: Nft, user: CurrentUser, token_id: uuid.UUID) -> NftPublic:
     """One of the caller's tokens (404 for a token that is not theirs)."""
     async with _database_answers():
-        found = await _store(request).token(user.subject, str(token_id))
+        found = await ctx.store.token(user.subject, str(token_id))
     if found is None:
         raise ProblemError(404, "Not found", "No such token in your collection.")
     return _public(found)

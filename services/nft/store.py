@@ -50,7 +50,7 @@ class Token:
 class NftStore:
     """The token table, behind the two things the service does with it.
 
-    store = NftStore(runtime.sessions, runtime.outbox)
+    store = NftStore(parts.sessions, parts.outbox)
     minted = await store.mint(unlocked, source_event_id)   # None: it existed already
     tokens = await store.collection("user-1", limit=100)
     """

@@ -5,38 +5,30 @@ from __future__ import annotations
 from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from backbone.service import ConsumerSpec, Runtime, ServiceSpec, create_service_app
+from backbone.service import ConsumerSpec, ContextSpec, Parts, ServiceSpec, create_service_app
 from services.social.config import Settings, get_settings
+from services.social.deps import SocialContext
 from services.social.handlers import GROUP, feed_handlers
 from services.social.routes import router
 from services.social.store import FeedStore, Limits
 
 
-def _store(runtime: Runtime) -> FeedStore:
-    store = runtime.state.get("feed_store")
-    if store is None:
-        s = runtime.settings
-        assert isinstance(s, Settings), "the social service runs with social settings"
-        limits = Limits(s.global_feed_size, s.user_feed_size, s.entry_ttl_seconds)
-        store = runtime.state["feed_store"] = FeedStore(runtime.redis, limits)
-    assert isinstance(store, FeedStore)
-    return store
+async def _build(parts: Parts[Settings]) -> SocialContext:
+    s = parts.settings
+    limits = Limits(s.global_feed_size, s.user_feed_size, s.entry_ttl_seconds)
+    return SocialContext(FeedStore(parts.redis, limits))
 
 
-async def _on_start(runtime: Runtime) -> None:
-    _store(runtime)
-
-
-def _consumers(runtime: Runtime) -> list[ConsumerSpec]:
-    return [ConsumerSpec(GROUP, feed_handlers(_store(runtime)))]
+def _consumers(ctx: SocialContext) -> list[ConsumerSpec]:
+    return [ConsumerSpec(GROUP, feed_handlers(ctx.feed))]
 
 
 SPEC = ServiceSpec(
     name="social",
     description="A public activity feed: trades, level-ups, achievements and NFT mints.",
+    context=ContextSpec.plain(_build),
     routers=[router],
     consumers=_consumers,
-    on_start=_on_start,
 )
 
 

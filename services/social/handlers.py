@@ -29,7 +29,7 @@ GROUP = "social_feed_generators"
 def feed_handlers(store: FeedStore) -> dict[EventType[Any], Handler]:
     """The group's handler per event type.
 
-    ConsumerSpec(GROUP, feed_handlers(FeedStore(runtime.redis, limits)))
+    ConsumerSpec(GROUP, feed_handlers(ctx.feed))
     """
 
     def into_feed(build: Callable[[Event[Any]], FeedEntry]) -> Handler:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from redis.exceptions import RedisError
 
 from backbone.service import ProblemError
 from backbone.service.auth import OptionalUser
 from services.social.cursor import MAX_LENGTH, Cursor, InvalidCursor
+from services.social.deps import Social
 from services.social.schemas import FeedPage
-from services.social.store import FeedStore
 
 router = APIRouter(prefix="/api/v1/social", tags=["social"])
 
@@ -31,7 +31,7 @@ CursorQuery = Query(
 
 @router.get("/feed", response_model=FeedPage)
 async def feed(
-    request: Request,
+    ctx: Social,
     _: OptionalUser,
     user: Annotated[str | None, UserQuery] = None,
     cursor: Annotated[str | None, CursorQuery] = None,
@@ -47,10 +47,9 @@ async def feed(
             "The cursor is not one this API issued.",
             errors=[{"loc": ["query", "cursor"], "msg": str(e), "type": "value_error"}],
         ) from e
-    store: FeedStore = request.app.state.runtime.state["feed_store"]
     try:
-        user_id = await store.user_id_for(user) if user is not None else None
-        items, next_cursor = await store.page(user_id, cursor=after, limit=limit)
+        user_id = await ctx.feed.user_id_for(user) if user is not None else None
+        items, next_cursor = await ctx.feed.page(user_id, cursor=after, limit=limit)
     except RedisError as e:
         raise ProblemError(503, "Unavailable", "The feed is unreachable.") from e
     return FeedPage(items=items, next_cursor=next_cursor.encode() if next_cursor else None)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from backbone.service import Runtime, ServiceSpec, create_service_app
+from backbone.service import ContextSpec, OutboxParts, ServiceSpec, create_service_app
 from contracts.trading import PositionUpdated, TradeExecuted
 from services.trading.config import Settings, get_settings
+from services.trading.deps import TradingContext
 from services.trading.errors import TradingError
 from services.trading.ledger import Ledger
 from services.trading.market import Market
@@ -15,34 +16,28 @@ from services.trading.models import metadata
 from services.trading.routes import on_trading_error, router
 
 
-async def _on_start(runtime: Runtime) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    assert runtime.engine is not None
-    assert runtime.sessions is not None
-    assert runtime.outbox is not None
-    assert runtime.relay is not None
+async def _build(parts: OutboxParts[Settings]) -> TradingContext:
+    settings = parts.settings
     market = Market(
         settings.market_seed, tick_ms=settings.market_tick_ms, epoch=settings.market_epoch
     )
-    runtime.state["ledger"] = Ledger(
-        runtime.sessions,
-        runtime.outbox,
-        runtime.relay,
+    ledger = Ledger(
+        parts.sessions,
+        parts.outbox,
+        parts.relay,
         market,
         starting_cash=settings.starting_cash,
-        row_locks=runtime.engine.dialect.name == "postgresql",
+        row_locks=parts.engine.dialect.name == "postgresql",
     )
+    return TradingContext(ledger)
 
 
 SPEC = ServiceSpec(
     name="trading",
     description="A seeded random-walk market; market orders against 10,000.00 of virtual cash.",
+    context=ContextSpec.with_outbox(metadata, _build),
     routers=[router],
-    metadata=metadata,
-    outbox=True,
     published=[TradeExecuted, PositionUpdated],
-    on_start=_on_start,
     exception_handlers={TradingError: on_trading_error},
 )
 

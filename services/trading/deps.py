@@ -1,19 +1,23 @@
-"""What a trading route needs, as `Annotated` dependencies."""
+"""What a trading route needs: the service's context and the caller, as `Annotated` aliases."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
-from backbone.service import ProblemError
+from backbone.auth import challenge
+from backbone.service import ProblemError, context_dependency
 from backbone.service.auth import CurrentUser
 from services.trading.ledger import Ledger, Trader
 
 
-def ledger(request: Request) -> Ledger:
-    found: Ledger = request.app.state.runtime.state["ledger"]
-    return found
+@dataclass(frozen=True)
+class TradingContext:
+    """Built once at start (`services/trading/app.py`); routes take it as `Trading`."""
+
+    ledger: Ledger
 
 
 async def trader(user: CurrentUser) -> Trader:
@@ -23,10 +27,10 @@ async def trader(user: CurrentUser) -> Trader:
             401,
             "Unauthorized",
             "The token's subject or username is not acceptable.",
-            headers={"WWW-Authenticate": 'Bearer realm="astratrade"'},
+            headers={"WWW-Authenticate": challenge()},
         )
     return Trader(user.subject, user.username)
 
 
-LedgerDep = Annotated[Ledger, Depends(ledger)]
+Trading = Annotated[TradingContext, Depends(context_dependency(TradingContext))]
 TraderDep = Annotated[Trader, Depends(trader)]

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from backbone.service import problem_response
 from backbone.service.auth import OptionalUser
-from services.trading.deps import LedgerDep, TraderDep
+from services.trading.deps import TraderDep, Trading
 from services.trading.errors import (
     IdempotencyKeyReused,
     InsufficientFunds,
@@ -44,7 +44,8 @@ PROBLEMS: dict[type[TradingError], tuple[int, str, str]] = {
 
 
 async def on_trading_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, TradingError)
+    if not isinstance(exc, TradingError):  # installed for TradingError only
+        raise exc
     status, title, type_ = PROBLEMS[type(exc)]
     extensions: dict[str, Any] = {}
     if isinstance(exc, InsufficientFunds):
@@ -87,21 +88,21 @@ def _public(order: Order) -> OrderPublic:
 
 
 @router.get("/markets", response_model=list[MarketPublic])
-async def markets(ledger: LedgerDep, user: OptionalUser) -> list[MarketPublic]:
+async def markets(ctx: Trading, user: OptionalUser) -> list[MarketPublic]:
     """Current prices of every tradable symbol."""
-    return [MarketPublic(symbol=s, price=p) for s, p in ledger.market.quotes().items()]
+    return [MarketPublic(symbol=s, price=p) for s, p in ctx.ledger.market.quotes().items()]
 
 
 @router.post("/orders", status_code=201, response_model=OrderPublic)
 async def place_order(
     body: OrderCreate,
     trader: TraderDep,
-    ledger: LedgerDep,
+    ctx: Trading,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> OrderPublic:
     """Fill a market order at the current price."""
-    fill = await ledger.place(trader, body.symbol, body.side, body.quantity, idempotency_key)
+    fill = await ctx.ledger.place(trader, body.symbol, body.side, body.quantity, idempotency_key)
     response.headers["Location"] = f"{PREFIX}/orders/{fill.order.id}"
     if fill.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -111,25 +112,25 @@ async def place_order(
 @router.get("/orders", response_model=list[OrderPublic])
 async def list_orders(
     trader: TraderDep,
-    ledger: LedgerDep,
+    ctx: Trading,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[OrderPublic]:
     """The caller's orders, newest first."""
-    return [_public(o) for o in await ledger.orders(trader.user_id, limit)]
+    return [_public(o) for o in await ctx.ledger.orders(trader.user_id, limit)]
 
 
 @router.get("/orders/{order_id}", response_model=OrderPublic)
 async def get_order(
-    order_id: Annotated[uuid.UUID, Path()], trader: TraderDep, ledger: LedgerDep
+    order_id: Annotated[uuid.UUID, Path()], trader: TraderDep, ctx: Trading
 ) -> OrderPublic:
     """One of the caller's orders; anyone else's is 404, as if it did not exist."""
-    return _public(await ledger.order(trader.user_id, str(order_id)))
+    return _public(await ctx.ledger.order(trader.user_id, str(order_id)))
 
 
 @router.get("/portfolio", response_model=PortfolioPublic)
-async def portfolio(trader: TraderDep, ledger: LedgerDep) -> PortfolioPublic:
+async def portfolio(trader: TraderDep, ctx: Trading) -> PortfolioPublic:
     """The caller's cash, positions valued at current prices, and equity."""
-    book = await ledger.portfolio(trader.user_id)
+    book = await ctx.ledger.portfolio(trader.user_id)
     return PortfolioPublic(
         cash=book.cash,
         positions=[

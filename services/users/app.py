@@ -8,7 +8,8 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from backbone.service import Runtime, ServiceSpec, create_service_app
+from backbone.auth import JwtVerifier
+from backbone.service import ContextSpec, OutboxParts, ServiceSpec, create_service_app
 from contracts.users import UserLoggedIn, UserRegistered
 from services.users import keyfile
 from services.users.config import Settings, get_settings
@@ -19,9 +20,8 @@ from services.users.routes import router, wellknown
 from services.users.tokens import TokenSigner
 
 
-async def _on_start(runtime: Runtime) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
+async def _build(parts: OutboxParts[Settings]) -> UsersContext:
+    settings = parts.settings
     key = await asyncio.to_thread(keyfile.load_or_create, settings.key_path)
     signer = TokenSigner(
         key,
@@ -37,24 +37,21 @@ async def _on_start(runtime: Runtime) -> None:
     passwords = await asyncio.to_thread(
         Passwords, hasher, max_concurrency=settings.argon2_max_concurrency
     )
-    # `/me` verifies with our own public key: no HTTP round trip to ourselves.
-    runtime.verifier = signer.verifier()
-    assert runtime.sessions is not None
-    assert runtime.outbox is not None
-    assert runtime.relay is not None
-    runtime.state["users"] = UsersContext(
-        runtime.sessions, runtime.outbox, runtime.relay, passwords, signer
-    )
+    return UsersContext(parts.sessions, parts.outbox, parts.relay, passwords, signer)
+
+
+def _own_key(ctx: UsersContext) -> JwtVerifier:
+    """`/me` verifies with our own public key: no HTTP round trip to ourselves."""
+    return ctx.signer.verifier()
 
 
 SPEC = ServiceSpec(
     name="users",
     description="Accounts, password login and EdDSA access tokens; publishes the JWKS.",
+    context=ContextSpec.with_outbox(metadata, _build),
     routers=[router, wellknown],
-    metadata=metadata,
-    outbox=True,
     published=[UserRegistered, UserLoggedIn],
-    on_start=_on_start,
+    verifier=_own_key,
 )
 
 

@@ -1,21 +1,22 @@
-"""What a users route needs, as `Annotated` dependencies."""
+"""What a users route needs: the service's context, behind one `Annotated` alias."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backbone.outbox import Outbox, OutboxRelay
+from backbone.service import context_dependency
 from services.users.passwords import Passwords
 from services.users.tokens import TokenSigner
 
 
 @dataclass(frozen=True)
 class UsersContext:
-    """Built once by the app's start hook; kept in `runtime.state["users"]`."""
+    """Built once at start (`services/users/app.py`); routes take it as `Users`."""
 
     sessions: async_sessionmaker[AsyncSession]
     outbox: Outbox
@@ -24,9 +25,4 @@ class UsersContext:
     signer: TokenSigner
 
 
-def users_context(request: Request) -> UsersContext:
-    ctx: UsersContext = request.app.state.runtime.state["users"]
-    return ctx
-
-
-Users = Annotated[UsersContext, Depends(users_context)]
+Users = Annotated[UsersContext, Depends(context_dependency(UsersContext))]

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Response
 from sqlalchemy.exc import IntegrityError
 
+from backbone.auth import challenge
 from backbone.ids import uuid7
 from backbone.service import ProblemError
 from backbone.service.auth import CurrentUser
@@ -80,7 +81,7 @@ def _bad_credentials() -> ProblemError:
         "Invalid credentials",
         "Unknown username or wrong password.",
         type_=PROBLEMS + "invalid-credentials",
-        headers={"WWW-Authenticate": 'Bearer realm="astratrade"'},
+        headers={"WWW-Authenticate": challenge()},
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
 
-from backbone.service.http_server import HttpLimits, server_options
+from backbone.http_server import HttpLimits, server_options
 from stack.netutil import free_port
 from tests.support.asgi_server import serve_app
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 from sqlalchemy import Column, Integer, MetaData, Table
@@ -17,7 +18,17 @@ from backbone.bus.consumer import Event, HandlerContext
 from backbone.config import BusSettings
 from backbone.outbox import outbox_table
 from backbone.registry import Discovery
-from backbone.service import ConsumerSpec, ProblemError, Runtime, ServiceSettings, ServiceSpec
+from backbone.service import (
+    ConsumerSpec,
+    ContextSpec,
+    OutboxParts,
+    ProblemError,
+    Runtime,
+    ServiceSettings,
+    ServiceSpec,
+    SqlParts,
+    context_dependency,
+)
 from backbone.service.app import create_service_app
 from stack.redis_server import RedisServer
 from tests.support.asgi_server import serve_app
@@ -51,15 +62,24 @@ async def post_item(body: ThingIn) -> dict[str, int]:
     return {"n": body.n}
 
 
-def make_spec(handled: list[int]) -> ServiceSpec:
+DemoParts = OutboxParts[ServiceSettings]
+
+
+def make_spec(handled: list[int]) -> ServiceSpec[ServiceSettings, DemoParts]:
     async def on_ping(event: Event[Ping], ctx: HandlerContext) -> None:
         handled.append(event.data.n)
 
-    def consumers(runtime: Runtime) -> list[ConsumerSpec]:
+    async def build(parts: DemoParts) -> DemoParts:
+        return parts  # the parts themselves are this demo's context
+
+    def consumers(parts: DemoParts) -> list[ConsumerSpec]:
         return [ConsumerSpec("demo_group", {Pinged: on_ping})]
 
     return ServiceSpec(
-        name="demo", routers=[router], metadata=metadata, outbox=True, consumers=consumers
+        name="demo",
+        routers=[router],
+        context=ContextSpec.with_outbox(metadata, build),
+        consumers=consumers,
     )
 
 
@@ -145,7 +165,7 @@ async def test_service_lifecycle_health_metrics_and_problems(
             metrics = (await http.get("/metrics")).text
             assert 'route="/items/{item_id}"' in metrics
             assert 'route="/items/7"' not in metrics  # never raw paths as label values
-            assert 'route="<unmatched>",status="404"' in metrics
+            assert 'route="<unmatched>",slo_class="none",status="404"' in metrics
             assert "astra_bus_consumed_events_total" in metrics
             openmetrics = await http.get(
                 "/metrics", headers={"Accept": "application/openmetrics-text"}
@@ -179,6 +199,116 @@ async def test_instance_deregisters_on_shutdown(redis_server: RedisServer, tmp_p
     finally:
         await discovery.aclose()
         await redis.aclose()
+
+
+@dataclass
+class Demo:
+    """A context that records what was done with it."""
+
+    parts: DemoParts
+    log: list[str] = field(default_factory=list)
+
+
+class Other:
+    """Not the demo's context: asking for it is a bug, and a 500."""
+
+
+DemoContext = Annotated[Demo, Depends(context_dependency(Demo))]
+OtherContext = Annotated[Other, Depends(context_dependency(Other))]
+
+
+async def test_one_context_reaches_routes_hooks_and_consumers_in_order(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from stack.netutil import free_port
+
+    port = free_port()
+    settings = settings_for(redis_server.url, tmp_path, port)
+    redis = aioredis.Redis.from_url(redis_server.url)
+    discovery = Discovery(redis, settings.registry, services=["demo"], registry=CollectorRegistry())
+    built: list[Demo] = []
+
+    async def registered() -> bool:
+        await discovery.refresh()
+        return bool(discovery.instances("demo"))
+
+    async def build(parts: DemoParts) -> Demo:
+        # Everything before the hooks is open: the tables exist, the relay runs.
+        async with parts.sessions() as session:
+            await session.execute(things.select())
+        demo = Demo(parts, ["build"])
+        built.append(demo)
+        return demo
+
+    async def on_start(ctx: Demo) -> None:
+        ctx.log.append(f"on_start registered={await registered()}")
+
+    def consumers(ctx: Demo) -> list[ConsumerSpec]:
+        ctx.log.append("consumers")
+        return [ConsumerSpec("demo_group", {Pinged: on_ping})]
+
+    async def on_ping(event: Event[Ping], ctx: HandlerContext) -> None:
+        pass
+
+    async def on_stop(ctx: Demo) -> None:
+        # Closed in reverse: the registrar (opened after this hook's pair) is gone first.
+        ctx.log.append(f"on_stop registered={await registered()}")
+
+    demo_router = APIRouter()
+
+    @demo_router.get("/context")
+    async def context(ctx: DemoContext) -> dict[str, Any]:
+        return {"built": ctx is built[0], "log": ctx.log, "service": ctx.parts.settings.service}
+
+    @demo_router.get("/other")
+    async def other(ctx: OtherContext) -> dict[str, str]:
+        return {}
+
+    spec = ServiceSpec(
+        name="demo",
+        context=ContextSpec.with_outbox(metadata, build),
+        routers=[demo_router],
+        consumers=consumers,
+        on_start=on_start,
+        on_stop=on_stop,
+    )
+    runtime = Runtime(spec, settings, CollectorRegistry())
+    with pytest.raises(RuntimeError, match="has not started"):
+        _ = runtime.context
+    await runtime.redis.aclose()
+
+    app = create_service_app(spec, settings, registry=CollectorRegistry())
+    try:
+        async with serve_app(app, port) as base, httpx.AsyncClient(base_url=base) as http:
+            await poll_until(registered, "registered after the hooks", timeout=5)
+            answer = await http.get("/context")
+            assert answer.json() == {
+                "built": True,
+                "log": ["build", "on_start registered=False", "consumers"],
+                "service": "demo",
+            }
+            wrong = await http.get("/other")
+            assert wrong.status_code == 500
+            assert wrong.headers["content-type"] == "application/problem+json"
+        assert len(built) == 1
+        assert built[0].log[-1] == "on_stop registered=False"
+    finally:
+        await discovery.aclose()
+        await redis.aclose()
+
+
+async def test_a_database_without_an_outbox(redis_server: RedisServer, tmp_path: Path) -> None:
+    async def build(parts: SqlParts[ServiceSettings]) -> SqlParts[ServiceSettings]:
+        return parts
+
+    spec = ServiceSpec(name="demo", context=ContextSpec.with_database(metadata, build))
+    runtime = Runtime(spec, settings_for(redis_server.url, tmp_path, 0), CollectorRegistry())
+    try:
+        await runtime.start()
+        assert type(runtime.context) is SqlParts  # no relay runs: nothing was declared
+        assert await runtime.checks() == {"redis": "ok", "database": "ok"}
+    finally:
+        await runtime.aclose()
 
 
 def _envelope(n: int) -> bytes:

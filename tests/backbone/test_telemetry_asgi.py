@@ -9,9 +9,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
+from starlette.types import Receive, Scope, Send
 
 from backbone.service.app import NATIVE_TELEMETRY_OFF
-from backbone.telemetry.asgi import TelemetryMiddleware
+from backbone.telemetry.asgi import SLO_CLASS, TelemetryMiddleware
 from backbone.telemetry.http_metrics import HttpMetrics
 
 
@@ -51,7 +52,36 @@ async def test_one_server_span_named_by_route_with_parent_from_traceparent() -> 
     assert spans[1].attributes["http.response.status_code"] == 404
     count = registry.get_sample_value(
         "astra_http_server_requests_total",
-        {"method": "GET", "route": "/orders/{order_id}", "status": "200"},
+        {"method": "GET", "route": "/orders/{order_id}", "status": "200", "slo_class": "none"},
     )
     assert count == 1
     provider.shutdown()
+
+
+async def test_the_slo_class_an_app_puts_in_the_scope_labels_the_request_metrics() -> None:
+    """The gateway's proxy names the route's class in the scope; nothing else does."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/classified":
+            scope[SLO_CLASS] = "write"
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    registry = CollectorRegistry()
+    wrapped = TelemetryMiddleware(app, metrics=HttpMetrics(registry))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=wrapped), base_url="http://test"
+    ) as http:
+        await http.post("/classified")
+        await http.post("/plain")
+    labels = {"method": "POST", "route": "<unmatched>", "status": "204"}
+    for klass in ("write", "none"):
+        count = registry.get_sample_value(
+            "astra_http_server_requests_total", {**labels, "slo_class": klass}
+        )
+        assert count == 1, klass
+    latency = registry.get_sample_value(
+        "astra_http_server_request_duration_seconds_count",
+        {"method": "POST", "route": "<unmatched>", "slo_class": "write"},
+    )
+    assert latency == 1

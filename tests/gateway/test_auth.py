@@ -25,9 +25,13 @@ async def test_tokens_are_verified_on_every_route(
         TokenIssuer() as forger,
         gateway_at(redis_url, jwks_url=issuer.jwks_url, public_routes=DEFAULT_PUBLIC) as base,
     ):
-        markets = f"{base}/api/v1/trading/markets/BTC-USD"
+        # Public by its declaration (`RouteSpec.public`); a path below it that no route
+        # declares is not (it was, while public routes were path prefixes).
+        markets = f"{base}/api/v1/trading/markets"
         portfolio = f"{base}/api/v1/trading/portfolio"
         await until_routed(http, markets)  # public: no token needed
+        async with http.get(f"{markets}/BTC-USD") as response:
+            assert response.status == 401
 
         async with http.get(portfolio) as response:
             assert response.status == 401

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from contracts.services import SERVICES
 from tests.observability.conftest import ObservedStack
 from tests.observability.test_metric_catalogue import defined_in_code
 from tests.support.poll import poll_until_sync
@@ -54,8 +55,7 @@ def test_the_four_dashboards_and_their_exemplars() -> None:
 def _exposed(observed: ObservedStack, prometheus: str, http: httpx.Client) -> set[str]:
     names: set[str] = set(http.get(f"{prometheus}/api/v1/label/__name__/values").json()["data"])
     for child in observed.stack.info["children"]:  # type: ignore[attr-defined]
-        if child["name"].split("-")[0] in {"users", "trading", "gamification", "nft", "social",
-                                           "gateway"}:  # fmt: skip
+        if child["name"].split("-")[0] in {*SERVICES, "gateway"}:
             text = http.get(f"{child['url']}/metrics").text
             for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M):
                 names.add(name)

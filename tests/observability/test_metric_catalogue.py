@@ -10,6 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from contracts.services import SERVICES
 from tests.observability.conftest import ObservedStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +51,10 @@ def documented() -> dict[str, tuple[str, tuple[str, ...]]]:
 
 def test_the_scanner_sees_the_known_metrics() -> None:
     code = defined_in_code()
-    assert code["astra_http_server_requests_total"] == ("counter", ("method", "route", "status"))
+    assert code["astra_http_server_requests_total"] == (
+        "counter",
+        ("method", "route", "status", "slo_class"),
+    )
     assert code["astra_outbox_backlog_events"] == ("gauge", ())
     assert code["astra_faultproxy_received_bytes_total"][0] == "counter"
     assert len(code) >= 40
@@ -87,8 +91,7 @@ def test_label_values_are_bounded_after_traffic(observed: ObservedStack) -> None
     traffic = observed.traffic
     secrets = {traffic.username, str(traffic.order["order_id"])}
     children = observed.stack.info["children"]  # type: ignore[attr-defined]
-    urls = [c["url"] for c in children if c["name"].split("-")[0] in {
-        "users", "trading", "gamification", "nft", "social", "gateway"}]  # fmt: skip
+    urls = [c["url"] for c in children if c["name"].split("-")[0] in {*SERVICES, "gateway"}]
     routes: set[str] = set()
     with httpx.Client(timeout=5) as http:
         for url in urls:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from contracts.services import SERVICES
 from stack.config import StackSettings
 from stack.observe.monitoring import render, which
 from stack.secrets import StackSecrets
@@ -65,8 +66,7 @@ def _query(http: httpx.Client, prometheus: str, promql: str) -> list[dict[str, A
 def test_prometheus_scrapes_every_instance_probes_and_streams(observed: ObservedStack) -> None:
     prometheus = observed.prometheus()
     names = {c["name"] for c in observed.stack.info["children"]}  # type: ignore[attr-defined]
-    registered = {n for n in names if n.split("-")[0] in {"users", "trading", "gamification",
-                                                          "nft", "social", "gateway"}}  # fmt: skip
+    registered = {n for n in names if n.split("-")[0] in {*SERVICES, "gateway"}}
     with httpx.Client(timeout=5) as http:
 
         def astra_targets_up() -> set[str] | None:

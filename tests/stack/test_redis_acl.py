@@ -11,6 +11,7 @@ import redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
 from backbone import keys
+from contracts.services import SERVICES
 from contracts.trading import TradeExecuted
 from stack.redis_acl import RedisUser, acl_file, stack_users, url_for
 from stack.redis_server import RedisServer
@@ -18,7 +19,6 @@ from stack.secrets import write_private
 
 USERS = {user.name: user for user in stack_users()}
 PASSWORDS = {name: f"password-of-{name}-0123456789abcdef" for name in USERS}
-SERVICES = ("users", "trading", "gamification", "nft", "social")
 EVERY_STREAM = sorted(
     {et.stream_key for u in USERS.values() for et in u.publishes}
     | {et.stream_key for u in USERS.values() for c in u.consumes for et in c.events}

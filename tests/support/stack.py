@@ -24,10 +24,10 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
+from contracts.services import SERVICES
 from tests.support.poll import poll_until_sync
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("users", "trading", "gamification", "nft", "social")
 
 # Settings every test stack shares: short blocks, reaper and TTLs, so scenarios
 # converge in seconds; every test client is 127.0.0.1, so the login/register

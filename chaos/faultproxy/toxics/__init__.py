@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chaos.faultproxy.toxics.bandwidth import BandwidthToxic
-from chaos.faultproxy.toxics.base import Chunk, Stub, Toxic, pass_through
+from chaos.faultproxy.toxics.base import Chunk, Stub, Toxic, ToxicWrapper, pass_through
 from chaos.faultproxy.toxics.latency import LatencyToxic
 from chaos.faultproxy.toxics.limit_data import LimitDataToxic
 from chaos.faultproxy.toxics.registry import register, toxic_class, toxic_types
@@ -23,6 +23,7 @@ __all__ = [
     "Stub",
     "TimeoutToxic",
     "Toxic",
+    "ToxicWrapper",
     "pass_through",
     "register",
     "toxic_class",

@@ -21,6 +21,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Self
 
+from chaos.faultproxy.direction import Direction
 from chaos.faultproxy.errors import BadRequestBody
 
 _INT64_MAX = 2**63 - 1
@@ -115,6 +116,22 @@ class Toxic:
             if field.name in raw:
                 values[field.name] = _non_negative_int(cls.type_name, field.name, raw[field.name])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class ToxicWrapper:
+    """A configured toxic: its settings plus Toxiproxy's name, stream and toxicity.
+
+    It lives here, beside `Toxic`, because both the collection that creates it and the
+    link that applies it need it; in either of those modules it made them import each other.
+    """
+
+    name: str
+    type: str
+    stream: str  # as the client spelled it; `direction` is the parsed value
+    direction: Direction
+    toxicity: float  # share of connections affected, 0..1
+    toxic: Toxic
 
 
 async def pass_through(stub: Stub) -> None:
