@@ -1,30 +1,8 @@
-"""What the gamification API answers."""
+"""What the gamification API answers: declared once in contracts/api/gamification.py
+(the gateway documents the same models)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from contracts.api.gamification import AchievementPublic, LeaderboardEntry, ProfilePublic
 
-from pydantic import BaseModel, Field
-
-
-class AchievementPublic(BaseModel):
-    code: str
-    title: str
-    unlocked_at: datetime
-
-
-class ProfilePublic(BaseModel):
-    user_id: str
-    username: str
-    xp: int
-    level: int
-    achievements: list[AchievementPublic]
-    next_level_xp: int = Field(description="Cumulative XP the next level needs.")
-
-
-class LeaderboardEntry(BaseModel):
-    rank: int = Field(ge=1)
-    user_id: str
-    username: str
-    xp: int
-    level: int
+__all__ = ["AchievementPublic", "LeaderboardEntry", "ProfilePublic"]

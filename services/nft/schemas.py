@@ -1,17 +1,8 @@
-"""What the nft API answers."""
+"""What the nft API answers: declared once in contracts/api/nft.py (the gateway
+documents the same model)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from contracts.api.nft import NftPublic
 
-from pydantic import BaseModel
-
-
-class NftPublic(BaseModel):
-    token_id: str
-    name: str
-    rarity: Literal["common", "rare", "epic", "legendary"]
-    achievement: str
-    metadata: dict[str, str]
-    minted_at: datetime
+__all__ = ["NftPublic"]

@@ -1,29 +1,8 @@
-"""A feed entry (stored and served as is) and a page of them."""
+"""A feed entry (stored and served as is) and a page of them: declared once in
+contracts/api/social.py (the gateway documents the same models)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from contracts.api.social import FeedEntry, FeedPage, Kind
 
-from pydantic import BaseModel, ConfigDict, Field
-
-Kind = Literal["trade", "level_up", "achievement", "nft"]
-
-
-class FeedEntry(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str = Field(description="The event_id of the event the entry comes from.")
-    kind: Kind
-    user_id: str
-    username: str
-    text: str
-    occurred_at: datetime
-    data: dict[str, str | int]
-
-
-class FeedPage(BaseModel):
-    items: list[FeedEntry]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next (older) page; null on the last page."
-    )
+__all__ = ["FeedEntry", "FeedPage", "Kind"]

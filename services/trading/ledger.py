@@ -31,12 +31,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backbone.ids import uuid7
 from backbone.outbox import Outbox, OutboxRelay
+from contracts.api.trading import Side
 from contracts.trading import (
     PositionUpdated,
     PositionUpdatedData,
@@ -56,8 +56,6 @@ from services.trading.models import Order
 QUANTITY_UNIT = Decimal("0.0001")
 MONEY_UNIT = Decimal("0.000001")  # cash, notional, average price, P&L
 ZERO = Decimal("0")
-
-Side = Literal["buy", "sell"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,38 +1,32 @@
 """Request and response bodies of the trading API.
 
-Request models forbid unknown fields (`extra="forbid"`): a misspelt field is a
-422, never silently ignored. Quantities accept a JSON number or a decimal string
-("0.5"): positive, at most 4 decimal places, at most 1,000,000; NaN, Infinity,
-overflowing exponents, zero and -0 are 422. Symbols and sides are exact and
-case-sensitive ("AAPL", "buy").
-
-Every decimal in a response is a string in plain notation, trailing zeros
-trimmed to at least two places: "10000.00", "0.0001", "9429.9964".
+The public ones are declared once in contracts/api/trading.py (the gateway documents
+the same models; its docstring says what they accept and how decimals are written).
+Only `OrderCreate` is the service's own: the contract's, with the symbol checked
+against this service's market (`services.trading.market.SYMBOLS`), which the
+contract cannot import. It documents the same schema.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator
 
-from services.trading.ledger import Side
+from contracts.api import trading as contract
+from contracts.api.trading import (
+    MAX_QUANTITY,
+    DecimalStr,
+    MarketPublic,
+    OrderPublic,
+    PortfolioPublic,
+    PositionPublic,
+    Quantity,
+    Side,
+    SymbolShape,
+    plain_decimal,
+)
 from services.trading.market import SYMBOLS
-
-MAX_QUANTITY = Decimal("1000000")
-
-
-def plain_decimal(value: Decimal) -> str:
-    """10000.000000 -> "10000.00"; 0.000100 -> "0.0001"; never an exponent."""
-    trimmed = value.normalize()
-    exponent = trimmed.as_tuple().exponent
-    if isinstance(exponent, int) and exponent > -2:
-        trimmed = trimmed.quantize(Decimal("0.01"))
-    if trimmed == 0:
-        trimmed = abs(trimmed)  # never "-0.00"
-    return f"{trimmed:f}"
 
 
 def _known_symbol(symbol: str) -> str:
@@ -41,46 +35,23 @@ def _known_symbol(symbol: str) -> str:
     return symbol
 
 
-DecimalStr = Annotated[Decimal, PlainSerializer(plain_decimal, return_type=str)]
-Symbol = Annotated[str, Field(min_length=1, max_length=16), AfterValidator(_known_symbol)]
-Quantity = Annotated[
-    Decimal, Field(gt=0, le=MAX_QUANTITY, max_digits=11, decimal_places=4, allow_inf_nan=False)
-]
+Symbol = Annotated[SymbolShape, AfterValidator(_known_symbol)]
 
 
-class OrderCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OrderCreate(contract.OrderCreate):
     symbol: Symbol
-    side: Side
-    quantity: Quantity
 
 
-class OrderPublic(BaseModel):
-    order_id: str
-    symbol: str
-    side: Side
-    quantity: DecimalStr
-    price: DecimalStr
-    notional: DecimalStr
-    status: Literal["filled"]
-    executed_at: datetime
-
-
-class MarketPublic(BaseModel):
-    symbol: str
-    price: DecimalStr
-
-
-class PositionPublic(BaseModel):
-    symbol: str
-    quantity: DecimalStr
-    average_price: DecimalStr
-    market_value: DecimalStr
-    unrealized_pnl: DecimalStr
-
-
-class PortfolioPublic(BaseModel):
-    cash: DecimalStr
-    positions: list[PositionPublic]
-    equity: DecimalStr
+__all__ = [
+    "MAX_QUANTITY",
+    "DecimalStr",
+    "MarketPublic",
+    "OrderCreate",
+    "OrderPublic",
+    "PortfolioPublic",
+    "PositionPublic",
+    "Quantity",
+    "Side",
+    "Symbol",
+    "plain_decimal",
+]
