@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic
@@ -189,13 +189,8 @@ class Runtime(Generic[S, C]):
         engine = self.engine = create_async_engine(url, pool_pre_ping=True)
         self._parts.push(engine.dispose, "database")
         await self._create_schema(engine, metadata)
-        base = self.parts
         return SqlParts(
-            settings=base.settings,
-            redis=base.redis,
-            publisher=base.publisher,
-            metrics_registry=base.metrics_registry,
-            verifier=base.verifier,
+            **_fields_of(self.parts),
             engine=engine,
             sessions=async_sessionmaker(engine, expire_on_commit=False),
         )
@@ -209,13 +204,7 @@ class Runtime(Generic[S, C]):
         await relay.start()
         self._parts.push(relay.aclose, "outbox relay")
         return OutboxParts(
-            settings=sql.settings,
-            redis=sql.redis,
-            publisher=sql.publisher,
-            metrics_registry=sql.metrics_registry,
-            verifier=sql.verifier,
-            engine=sql.engine,
-            sessions=sql.sessions,
+            **_fields_of(sql),
             outbox=Outbox(table, producer=self.spec.name),
             relay=relay,
         )
@@ -329,3 +318,8 @@ def _why(error: BaseException) -> dict[str, str]:
 def new_outbox_table(metadata: MetaData) -> None:
     """Add the outbox table to a service's metadata (call once at import)."""
     outbox_table(metadata)
+
+
+def _fields_of(parts: Parts[Any]) -> dict[str, Any]:
+    """A parts object's fields, to build the wider parts type that extends it."""
+    return {f.name: getattr(parts, f.name) for f in fields(parts)}
