@@ -8,8 +8,10 @@ SYSTEM := redis-server:redis-server redis-benchmark:redis-tools \
           prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
           prometheus-redis-exporter:prometheus-redis-exporter \
           prometheus-blackbox-exporter:prometheus-blackbox-exporter
+# Only the tests need these: headless Chromium renders the load report (tests/loadtests).
+TEST_SYSTEM := chromium:chromium
 
-.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs seed-data dashboards
+.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs seed-data dashboards alerts load load-ui capacity load-verify
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,16 +33,21 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/astra dashboards generate --check
+	$(BIN)/python -m stack.slo generate --check
 	$(BIN)/astra docs --check
 
 typecheck: $(STAMP)
-	$(BIN)/mypy backbone contracts stack chaos gateway services bench
+	$(BIN)/mypy backbone contracts stack chaos gateway services bench loadtests
 
 pytest: $(STAMP) system
+	@scripts/require.sh $(TEST_SYSTEM)
 	$(BIN)/pytest
 
 dashboards: $(STAMP)
 	$(BIN)/astra dashboards generate
+
+alerts: $(STAMP)
+	$(BIN)/python -m stack.slo generate
 
 seed-data: $(STAMP)
 	$(BIN)/python -m stack.seed
@@ -61,6 +68,34 @@ bench-gateway: $(STAMP) system
 bench-telemetry: $(STAMP) system
 	@scripts/require.sh wrk:wrk
 	$(BIN)/python -m bench.telemetry
+
+# Load: headless, about a minute, judged by alerts/slos.yaml (exit code = verdict; the
+# report is var/load/<run-id>/report.html). Without HOST it starts a stack of its own with
+# the rate limits raised for load; HOST=http://127.0.0.1:8000 drives a running `make up`.
+SHAPE   ?= steady
+USERS   ?= 10
+RATE    ?= 20
+DURATION ?= 60
+WORKERS ?= 0
+LOAD_ARGS = --shape $(SHAPE) --users $(USERS) --rate $(RATE) --seconds $(DURATION) --workers $(WORKERS)
+
+load: $(STAMP) system
+	$(BIN)/python -m loadtests run $(LOAD_ARGS) $(if $(HOST),--host $(HOST),--up)
+
+# The highest rate (RATE, x2, ... up to MAX_RATE) whose run still meets every SLO.
+MAX_RATE ?= 320
+capacity: $(STAMP) system
+	$(BIN)/python -m loadtests capacity --up --rate $(RATE) --max-rate $(MAX_RATE) \
+	  --users $(USERS) --seconds $(or $(STEP_SECONDS),30)
+
+# Nominal load on the drill profile (`astra up --drill`): every SLO met and no alert fired.
+load-verify: $(STAMP) system
+	$(BIN)/python -m loadtests run $(LOAD_ARGS) --up --drill --quiet
+
+# Locust's web UI on 127.0.0.1:8089 against a running `make up` (HOST to change it).
+load-ui: $(STAMP)
+	PYTHONPATH=. $(BIN)/locust -f loadtests/locustfile.py --web-host 127.0.0.1 \
+	  --host $(or $(HOST),http://127.0.0.1:8000)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -13,7 +13,12 @@ from stack.config import StackSettings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="astra", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="run Redis, the services and the gateway until Ctrl-C")
+    up = sub.add_parser("up", help="run Redis, the services and the gateway until Ctrl-C")
+    up.add_argument(
+        "--drill",
+        action="store_true",
+        help="Prometheus with the time-compressed SLO rules (alerts/rules-drill), 1 s intervals",
+    )
     docs = sub.add_parser("docs", help="regenerate the event catalogue (JSON Schema, AsyncAPI)")
     docs.add_argument("--check", action="store_true", help="fail if the committed docs differ")
     trace = sub.add_parser("trace", help="print one request's spans from every process as a tree")
@@ -34,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         from stack.up import run_stack
 
-        return asyncio.run(run_stack(StackSettings()))
+        settings = StackSettings(drill=True) if args.drill else StackSettings()
+        return asyncio.run(run_stack(settings))
     if args.command == "docs":
         from stack.catalog_docs import write_catalog_docs
 
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = StackSettings()
         prometheus = args.prometheus or f"http://127.0.0.1:{settings.monitoring_port('prometheus')}"
         out = (args.run_dir or settings.run_dir) / "dashboards"
-        for path in render_dashboards(prometheus, out, {"service": args.service}):
+        for path in render_dashboards(prometheus, out, {"service": args.service, "slo": ".+"}):
             print(path)
         return 0
     return 2

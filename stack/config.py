@@ -40,6 +40,9 @@ class StackSettings(BaseSettings):
     ready_timeout: float = 30.0
     restart_backoff_max: float = 30.0
     monitoring: bool = True  # Prometheus, Alertmanager and exporters, when installed
+    # `astra up --drill`: Prometheus loads the time-compressed SLO rules (alerts/rules-drill,
+    # every window / 60) and scrapes and evaluates every second (docs/observability.md).
+    drill: bool = False
 
     def instances(self, service: str) -> int:
         """`ASTRA_INSTANCES_trading=2` runs two trading instances."""

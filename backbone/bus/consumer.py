@@ -479,6 +479,9 @@ class Consumer:
                 "handler failed", exc_info=True, extra=_log_fields(stream, self.group, event)
             )
             return f"{type(e).__name__}: {e}"[:2000]
+        # Freshness SLI: once per successful handling, wall clock against occurred_at.
+        age = time.time() - event.envelope.occurred_at.timestamp()
+        self._stream_metrics[stream].age.observe(max(age, 0.0))
         return ctx.effects
 
     async def _failure_counts(self, fkey: str, events: list[Event[Any]]) -> dict[str, int]:
@@ -610,13 +613,14 @@ class Consumer:
 class _StreamMetrics:
     """The per-event metric children of one (stream, group)."""
 
-    __slots__ = ("consumed", "duplicates", "duration", "failed")
+    __slots__ = ("age", "consumed", "duplicates", "duration", "failed")
 
     def __init__(self, metrics: BusMetrics, stream: str, group: str) -> None:
         self.consumed = metrics.consumed.labels(stream, group)
         self.duplicates = metrics.duplicates.labels(stream, group)
         self.failed = metrics.failed.labels(stream, group)
         self.duration = metrics.handler_duration.labels(stream, group)
+        self.age = metrics.event_age.labels(stream, group)
 
 
 def _entries(response: Any) -> list[RawEntry]:

@@ -12,6 +12,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 # Handler latency buckets (seconds) straddle the 5 ms publish->handler target.
 HANDLER_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Event age buckets (seconds): the freshness SLOs' thresholds (alerts/slos.yaml, 2 s) must
+# be one of these boundaries; `stack.slo.rules` refuses a spec whose threshold is not.
+FRESHNESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
 class BusMetrics:
@@ -70,6 +73,13 @@ class BusMetrics:
             "Handler run time per event.",
             ["stream", "group"],
             buckets=HANDLER_BUCKETS,
+            registry=registry,
+        )
+        self.event_age = Histogram(
+            "astra_bus_event_age_seconds",
+            "Time from the envelope's occurred_at to the group's handler completing, per event.",
+            ["stream", "group"],
+            buckets=FRESHNESS_BUCKETS,
             registry=registry,
         )
         self.stream_length = Gauge(

@@ -3,6 +3,8 @@
     astra dashboards generate [--check]   write dashboards/*.json (or fail if they differ)
     astra dashboards render               query the running Prometheus, one PNG per dashboard
 
+The SLO dashboard (`slos`) is derived from alerts/slos.yaml like the alert rules.
+
 Every latency panel asks for exemplars, so a point links to its trace (`trace_id`).
 Never edit the JSON by hand: change this file and regenerate.
 """
@@ -17,7 +19,7 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableOption
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "dashboards"
@@ -237,6 +239,18 @@ def event_bus() -> db.Dashboard:
         _base("AstraTrade / Event bus", "astra-bus", "Streams, consumer groups, DLQ, outbox.")
         .with_panel(
             _series(
+                "Event age p99 by group",
+                "s",
+                _query(
+                    "histogram_quantile(0.99, sum by (group, le) "
+                    f"(rate(astra_bus_event_age_seconds_bucket[{RATE}])))",
+                    "{{group}}",
+                ),
+                description="Handled time minus occurred_at: the freshness SLOs (2 s).",
+            )
+        )
+        .with_panel(
+            _series(
                 "Published by stream and path",
                 "ops",
                 _query(
@@ -386,11 +400,96 @@ def service_detail() -> db.Dashboard:
     )
 
 
+SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")  # stack.slo.rules.WINDOWS
+
+
+def slos() -> db.Dashboard:
+    """The SLOs of alerts/slos.yaml, from the rules `make alerts` derives (Sloth's names).
+
+    `$slo` selects SLOs (an alert's dashboard_url sets it); every panel draws one line
+    per SLO (and window)."""
+    from stack.slo.spec import load_spec
+
+    names = [slo.name for slo in load_spec(ROOT / "alerts" / "slos.yaml").slos]
+    sel = 'sloth_slo=~"$slo"'
+    budget = f"slo:error_budget:ratio{{{sel}}}"
+    return (
+        _base(
+            "AstraTrade / SLOs",
+            "astra-slo",
+            "Error budget, burn rates and SLIs of alerts/slos.yaml (rules: make alerts).",
+        )
+        .with_variable(
+            db.CustomVariable("slo")
+            .label("SLO")
+            .values(",".join(names))
+            .multi(True)
+            .include_all(True)
+            .all_value(".+")
+            .current(VariableOption(selected=True, text=["All"], value=["$__all"]))
+        )
+        .with_panel(
+            _series(
+                "Error budget remaining over the period",
+                "percentunit",
+                _query(f"slo:period_error_budget_remaining:ratio{{{sel}}}", "{{sloth_slo}}"),
+                description="1 - (error ratio over the period / error budget); "
+                "below 0 the SLO is broken for the period (30 days; drill: 12 hours).",
+            )
+        )
+        .with_panel(
+            _series(
+                "Burn rate by window",
+                "short",
+                *(
+                    _query(
+                        f"slo:sli_error:ratio_rate{w}{{{sel}}}\n/ ignoring (sloth_window) {budget}",
+                        "{{sloth_slo}} {{sloth_window}}",
+                    )
+                    for w in SLO_WINDOWS
+                ),
+                description="Error ratio over the window / error budget: 1 spends the budget "
+                "in exactly the period; pages at 14.4 (1h and 5m) or 6 (6h and 30m), "
+                "tickets at 3 (1d and 2h) or 1 (3d and 6h).",
+            )
+        )
+        .with_panel(
+            _series(
+                "SLI error ratio",
+                "percentunit",
+                _query(f"slo:sli_error:ratio_rate5m{{{sel}}}", "{{sloth_slo}} 5m"),
+                _query(f"slo:sli_error:ratio_rate1h{{{sel}}}", "{{sloth_slo}} 1h"),
+                _query(budget, "{{sloth_slo}} budget"),
+            )
+        )
+        .with_panel(
+            _series(
+                "SLI traffic (events per second, 1h)",
+                "ops",
+                _query(f"slo:sli_total:rate1h{{{sel}}}", "{{sloth_slo}}"),
+                description="Alerts need at least 20 events in their long window.",
+            )
+        )
+        .with_panel(
+            _series(
+                "Firing SLO alerts",
+                "short",
+                _query(
+                    "sum by (alertname, severity, burnrate_tier) "
+                    f'(ALERTS{{alertstate="firing",{sel}}})',
+                    "{{alertname}} {{severity}} {{burnrate_tier}}",
+                ),
+            )
+        )
+    )
+
+
 DASHBOARDS: dict[str, Callable[[], db.Dashboard]] = {
     "stack-overview": stack_overview,
     "gateway": gateway,
     "event-bus": event_bus,
     "service-detail": service_detail,
+    "slos": slos,
 }
 
 

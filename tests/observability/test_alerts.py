@@ -21,8 +21,24 @@ from tests.support.poll import poll_until_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
-RULE_FILES = sorted(ALERTS.glob("*.yml"))
+# Hand-written symptom alerts, and the SLO rules `make alerts` derives from slos.yaml
+# (normal and drill profile).
+RULE_FILES = sorted(
+    [
+        *ALERTS.glob("*.yml"),
+        *(ALERTS / "rules").glob("*.yml"),
+        *(ALERTS / "rules-drill").glob("*.yml"),
+    ]
+)
 TEST_FILES = sorted((ALERTS / "tests").glob("*.test.yml"))
+RUNBOOK_SECTIONS = (
+    "## What it means for users",
+    "## Where to look",
+    "## Likely causes",
+    "## Narrow it down",
+    "## Mitigation",
+    "## Drill",
+)
 
 
 def tool(executable: str, package: str) -> str:
@@ -57,9 +73,63 @@ def test_rules_pass_promtool_check() -> None:
 
 
 def test_rule_unit_tests_pass() -> None:
+    """Every promtool test file, hand-written and generated; two promtool processes at
+    once (the generated SLO tests are most of the ~10 s)."""
     promtool = tool("promtool", "prometheus")
     assert TEST_FILES
-    run([promtool, "test", "rules", *map(str, TEST_FILES)])
+    halves = [TEST_FILES[0::2], TEST_FILES[1::2]]
+    running = [
+        subprocess.Popen(
+            [promtool, "test", "rules", *map(str, half)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for half in halves
+    ]
+    for proc in running:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+
+
+def test_generated_slo_rules_and_tests_are_up_to_date() -> None:
+    from stack.slo.rules import generated
+
+    files = generated()
+    assert any(p.parent.name == "rules-drill" for p in files)
+    for path, text in files.items():
+        assert path.exists(), f"{path} missing: run `make alerts`"
+        assert path.read_text() == text, f"{path} differs from alerts/slos.yaml: `make alerts`"
+
+
+def test_every_alert_has_a_runbook_and_a_dashboard() -> None:
+    PANELS = {
+        str(p.get("title"))
+        for d in (ROOT / "dashboards").glob("*.json")
+        for p in orjson.loads(d.read_bytes()).get("panels", [])
+    }
+    for name, rule in alerts_defined().items():
+        runbook = re.search(r"runbook_url: (\S+)", rule)
+        assert runbook, f"{name}: no runbook_url annotation"
+        assert runbook.group(1) == f"docs/runbooks/{name}.md", runbook.group(1)
+        assert re.search(r"dashboard_url: /d/[a-z-]+/", rule), f"{name}: no dashboard_url"
+        path = ROOT / runbook.group(1)
+        assert path.is_file(), f"{name}: {path} does not exist"
+        text = path.read_text()
+        assert text.startswith(f"# {name}\n"), f"{path}: starts with '# {name}'"
+        for heading in RUNBOOK_SECTIONS:
+            assert f"\n{heading}\n" in text, f"{path}: no {heading!r} section"
+        assert "astra trace" in text, f"{path}: astra trace"
+        assert "astra logs" in text, f"{path}: astra logs"
+        for panel in re.findall(r"(?<!\*)\*([A-Z][^*]+)\*(?!\*)", text):
+            assert panel in PANELS, f"{path}: no dashboard panel {panel!r}"
+
+
+def test_no_ready_instance_alert_names_every_service() -> None:
+    from contracts.services import SERVICES
+
+    rule = alerts_defined()["ServiceNoReadyInstance"]
+    assert set(re.findall(r'exported_service="(\w+)"', rule)) == set(SERVICES)
 
 
 def test_every_alert_has_severity_slo_and_both_kinds_of_test() -> None:

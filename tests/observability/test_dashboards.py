@@ -25,7 +25,35 @@ from stack.observe.render import concrete
 TARGET_LABELS = {"service", "instance", "job"}
 METRIC = re.compile(r"\b((?:astra|probe|redis)_[a-z0-9_]+|up)\b(?!\s*\()")
 SELECTOR = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")
-GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+GROUPING = re.compile(r"\b(?:by|without|ignoring|on)\s*\(([^)]*)\)")
+RECORDED = re.compile(r"\b(slo:[a-z0-9_:]+|ALERTS)\b")
+VARIABLES = {"service": "trading", "slo": ".+"}
+
+
+def _recorded_slos() -> list[str]:
+    from stack.slo.spec import load_spec
+
+    return [
+        s.name for s in load_spec(Path(__file__).resolve().parents[2] / "alerts" / "slos.yaml").slos
+    ]
+
+
+def _recorded() -> dict[str, set[str]]:
+    """Series the generated SLO rules write (and ALERTS), with their labels."""
+    from stack.slo.rules import NORMAL, rule_group
+    from stack.slo.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "alerts" / "slos.yaml")
+    found: dict[str, set[str]] = {"ALERTS": {"alertname", "alertstate"}}
+    for slo in spec.slos:
+        for rule in rule_group(spec, slo, NORMAL)["rules"]:
+            labels = set(rule.get("labels", {}))
+            if "record" in rule:
+                found.setdefault(rule["record"], set()).update(labels | {"sloth_window"})
+            else:
+                found["ALERTS"] |= labels | set(spec.labels) | set(slo.labels)
+                found["ALERTS"] |= {"sloth_id", "sloth_slo", "sloth_service"}
+    return found
 
 
 def test_committed_json_is_what_the_builders_generate() -> None:
@@ -37,7 +65,7 @@ def test_the_four_dashboards_and_their_exemplars() -> None:
     dashboards = load()
     assert {d["title"] for d in dashboards.values()} == {
         "AstraTrade / Stack overview", "AstraTrade / Gateway", "AstraTrade / Event bus",
-        "AstraTrade / Service detail"}  # fmt: skip
+        "AstraTrade / Service detail", "AstraTrade / SLOs"}  # fmt: skip
     detail = dashboards["service-detail"]
     assert [v["name"] for v in detail["templating"]["list"]] == ["service"]
     assert all('service="$service"' in q for _, q in panel_queries(detail))
@@ -95,11 +123,21 @@ def test_every_panel_query_parses_and_names_what_exists(observed: ObservedStack)
             )
 
         poll_until_sync(scraped, f"Prometheus to have scraped {wanted}", 20, 0.25)
+        slos = len(_recorded_slos())
+
+        def slo_rules_evaluated() -> bool:  # the generated rules are loaded and evaluated
+            q = "count(slo:objective:ratio)"
+            result = http.get(f"{prometheus}/api/v1/query", params={"query": q}).json()
+            data = result["data"]["result"]
+            return bool(data) and int(float(data[0]["value"][1])) == slos
+
+        poll_until_sync(slo_rules_evaluated, f"{slos} slo:objective:ratio series", 20, 0.5)
         exposed = _exposed(observed, prometheus, http)
+        recorded = _recorded()
         problems: list[str] = []
         for name, dashboard in load().items():
             for title, expr in panel_queries(dashboard):
-                promql = concrete(expr, {"service": "trading"})
+                promql = concrete(expr, VARIABLES)
                 body: dict[str, Any] = http.get(
                     f"{prometheus}/api/v1/query", params={"query": promql}
                 ).json()
@@ -109,6 +147,10 @@ def test_every_panel_query_parses_and_names_what_exists(observed: ObservedStack)
                 metrics = {m for m in METRIC.findall(promql) if not m.startswith(tuple(absent))}
                 problems += [f"{name}/{title}: no such metric {m}" for m in metrics - exposed]
                 known = set().union(*(_labels_of(m, prometheus, http) for m in metrics))
+                for rec in RECORDED.findall(promql):  # the SLO rules' series (and ALERTS)
+                    if rec not in recorded:
+                        problems.append(f"{name}/{title}: no rule records {rec}")
+                    known |= recorded.get(rec, set())
                 used = {
                     label
                     for _, matchers in SELECTOR.findall(promql)
@@ -117,6 +159,24 @@ def test_every_panel_query_parses_and_names_what_exists(observed: ObservedStack)
                 used |= {x.strip() for g in GROUPING.findall(promql) for x in g.split(",")}
                 problems += [f"{name}/{title}: no label {label}" for label in used - known]
     assert not problems, "\n".join(problems)
+
+
+def test_the_slo_dashboard_names_only_what_the_rules_record() -> None:
+    recorded = _recorded()
+    queries = panel_queries(load()["slos"])
+    assert len(queries) >= 10
+    for title, expr in queries:
+        names = RECORDED.findall(expr)
+        assert names, f"slos/{title}: {expr}"
+        for name in names:
+            assert name in recorded, f"slos/{title}: {name}"
+        used = {
+            label
+            for _, matchers in SELECTOR.findall(expr)
+            for label in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", matchers)
+        }
+        used |= {x.strip() for g in GROUPING.findall(expr) for x in g.split(",")}
+        assert used <= set().union(*(recorded[n] for n in names)), f"slos/{title}: {used}"
 
 
 def test_the_checker_catches_bad_names() -> None:

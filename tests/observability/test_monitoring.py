@@ -41,10 +41,25 @@ def test_rendered_prometheus_config_passes_promtool(rendered: Path) -> None:
     text = (rendered / "prometheus.yml").read_text()
     assert "127.0.0.1:10099/targets" in text  # http_sd from the stack's discovery process
     assert "${" not in text
+    alerts = Path(__file__).parents[2] / "alerts"
     assert sorted(p.name for p in (rendered / "rules").glob("*.yml")) == sorted(
-        p.name for p in (Path(__file__).parents[2] / "alerts").glob("*.yml")
+        p.name for p in [*alerts.glob("*.yml"), *(alerts / "rules").glob("*.yml")]
     )
+    assert "scrape_interval: 5s" in text
     check([promtool, "check", "config", str(rendered / "prometheus.yml")])
+
+
+def test_the_drill_profile_loads_the_drill_rules_at_one_second(tmp_path: Path) -> None:
+    promtool = require("promtool", "prometheus")
+    out = render(StackSettings(run_dir=tmp_path, drill=True), tmp_path)
+    text = (out / "prometheus.yml").read_text()
+    assert "scrape_interval: 1s" in text
+    assert "evaluation_interval: 1s" in text
+    drill = Path(__file__).parents[2] / "alerts" / "rules-drill"
+    for path in drill.glob("*.yml"):
+        assert (out / "rules" / path.name).read_text() == path.read_text()
+    assert "[5s]" in (out / "rules" / "slo-read-availability.yml").read_text()
+    check([promtool, "check", "config", str(out / "prometheus.yml")])
 
 
 def test_rendered_alertmanager_config_passes_amtool(rendered: Path) -> None:
@@ -141,3 +156,26 @@ def test_missing_binaries_are_reported_not_fatal(tmp_path: Path, monkeypatch: An
     assert [c.name for g in groups for c in g] == ["sd"]
     assert len(notes) == 4
     assert any("apt-get install prometheus-alertmanager" in n for n in notes)
+
+
+def test_symptom_alerts_are_quiet_on_a_healthy_stack(observed: ObservedStack) -> None:
+    """The live labels are what alerts/platform.yml assumes (the gateway's registry gauge
+    carries the service in `exported_service`), and on a healthy stack the alerts that
+    read them select nothing."""
+    import yaml
+
+    prometheus = observed.prometheus()
+    rules = yaml.safe_load((Path(__file__).parents[2] / "alerts" / "platform.yml").read_text())
+    exprs = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    ready = 'astra_registry_instances{job="astra",service="gateway",status="ready"} > 0'
+    with httpx.Client(timeout=5) as http:
+
+        def every_service_ready() -> set[str] | None:
+            seen = {
+                s["metric"].get("exported_service", "") for s in _query(http, prometheus, ready)
+            }
+            return seen if seen >= set(SERVICES) else None
+
+        poll_until_sync(every_service_ready, "the gateway's view of every service", 20, 0.25)
+        for name in ("ServiceNoReadyInstance", "ScrapeTargetDown"):
+            assert _query(http, prometheus, exprs[name]) == [], name
