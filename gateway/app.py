@@ -31,6 +31,8 @@ from gateway.proxy import ProxyMiddleware
 from gateway.public_api import openapi_document
 from gateway.runtime import Gateway
 
+SERVER_ERRORS = ("500", "502", "503", "504")  # what the gateway itself answers on failure
+
 
 def create_app(
     settings: GatewaySettings,
@@ -71,7 +73,14 @@ def create_app(
         CorsMiddleware, origins=settings.cors_origins, credentials=settings.cors_allow_credentials
     )
     app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(TelemetryMiddleware, metrics=http_metrics(registry), tracer=tracer)
+    http = http_metrics(registry)
+    # The server errors of every declared route exist, at zero, from the first scrape:
+    # `rate()` cannot see what a series held when it first appeared, so a 5xx series
+    # born with an outage's first error would hide those errors from the SLO windows.
+    for spec in gateway.routes.all():
+        for status in SERVER_ERRORS:
+            http.requests.labels(spec.method, spec.template, status, spec.slo_class)
+    app.add_middleware(TelemetryMiddleware, metrics=http, tracer=tracer)
     install_access_log_fields()
 
     @app.get("/health/live")

@@ -39,7 +39,9 @@ async def _post_statuses(http: aiohttp.ClientSession, base: str) -> dict[str, fl
         if family.name != "astra_http_server_requests":
             continue
         for sample in family.samples:
-            if sample.name.endswith("_total") and sample.labels["method"] == "POST":
+            # Counted requests only: the gateway creates its 5xx series at zero up front.
+            counted = sample.value > 0
+            if counted and sample.name.endswith("_total") and sample.labels["method"] == "POST":
                 status = sample.labels["status"]
                 found[status] = found.get(status, 0.0) + sample.value
     return found

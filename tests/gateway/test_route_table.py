@@ -241,3 +241,25 @@ async def test_only_a_write_declared_idempotent_is_retried_and_only_with_a_key(
         assert await statuses("/api/v1/trading/orders", key) == {200}  # retried
         assert 502 in await statuses("/api/v1/trading/orders", {})  # no key: never twice
         assert 502 in await statuses("/api/v1/trading/elsewhere", key)  # not declared so
+
+
+@pytest.mark.integration
+async def test_server_error_series_exist_before_the_first_error(
+    redis_url: str, gateway_at: GatewayAt, http: aiohttp.ClientSession
+) -> None:
+    """`rate()` cannot count what a series held when it appeared, so the 5xx series of
+    every declared route are there, at zero, before any error (an outage's first errors
+    would otherwise be missing from the availability SLO's windows)."""
+    async with gateway_at(redis_url) as base, http.get(f"{base}/metrics") as response:
+        text = await response.text()
+    zero = {
+        (s.labels["method"], s.labels["route"], s.labels["status"], s.labels["slo_class"])
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "astra_http_server_requests_total" and s.value == 0
+    }
+    for spec in PublicRoutes.of(
+        GatewaySettings(registry={"token": TEST_REGISTRY_TOKEN}, operator_token=TEST_OPERATOR_TOKEN)
+    ).all():
+        for status in ("500", "502", "503", "504"):
+            assert (spec.method, spec.template, status, spec.slo_class) in zero, spec.template

@@ -132,9 +132,8 @@ def test_the_gate_fails_when_trading_stops_during_the_run(stack: Stack, tmp_path
     row = next(s for s in summary["slos"] if s["slo"] == "write-availability")
     assert row["client"]["status"] == "missed"
     if summary["server_view"] == "available":
-        # Prometheus saw it too, or the gate says the views disagree: the gateway's 5xx
-        # series are born with the first error, and `rate()` does not count what a
-        # series held when it appeared, so the server view can undercount the first ones.
+        # Prometheus saw it too, or the gate says the views disagree: a 16 s run is a
+        # handful of scrapes, and the server window can end before the last errors land.
         assert row["server"]["status"] == "missed" or row["disagree"], text
 
 
