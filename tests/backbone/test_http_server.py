@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from backbone.http_server import HttpLimits, server_options
 from stack.netutil import free_port
 from tests.support.asgi_server import serve_app
+from tests.support.rawhttp import exchange, get
 
 pytestmark = pytest.mark.integration
 
@@ -55,21 +56,6 @@ def refused(registry: CollectorRegistry, reason: str) -> float:
         "astra_http_server_connections_refused_total", {"reason": reason}
     )
     return value or 0.0
-
-
-async def exchange(port: int, request: bytes, timeout: float = 5.0) -> bytes:
-    """Send `request`, then read until the server closes (bounded)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(), timeout)
-    finally:
-        writer.close()
-
-
-def get(path: str = "/", headers: bytes = b"") -> bytes:
-    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n" + headers + b"\r\n"
 
 
 async def test_requests_within_the_limits_are_served() -> None:

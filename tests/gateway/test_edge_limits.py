@@ -19,6 +19,8 @@ import pytest
 
 from stack.netutil import free_port
 from tests.support.poll import poll_until
+from tests.support.rawhttp import exchange
+from tests.support.rawhttp import get as raw_get
 from tests.support.settings import TEST_OPERATOR_TOKEN, TEST_REGISTRY_TOKEN
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(sys.platform != "linux", reason="/proc")]
@@ -42,13 +44,7 @@ class Edge:
 
     async def exchange(self, request: bytes, timeout: float = 10.0) -> bytes:
         """Send `request`, read until the gateway closes (bounded)."""
-        reader, writer = await self.connect()
-        try:
-            writer.write(request)
-            await writer.drain()
-            return await asyncio.wait_for(reader.read(), timeout)
-        finally:
-            writer.close()
+        return await exchange(self.port, request, timeout)
 
 
 async def closed_without_answer(gw: Edge) -> bool:
@@ -135,7 +131,7 @@ def edge(redis_url: str, tmp_path: Path) -> EdgeAt:
 
 
 def get(path: str = "/health/live", headers: bytes = b"") -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: t\r\n".encode() + headers + b"\r\n"
+    return raw_get(path, headers)
 
 
 async def test_oversized_heads_are_refused_before_the_app_and_cost_no_memory(
