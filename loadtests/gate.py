@@ -139,19 +139,21 @@ class Prometheus:
         except httpx.HTTPError:
             return False
 
-    def scalar(self, query: str, at: float) -> float | None:
-        """The query's one value at `at`, or None when it selects nothing."""
+    def vector(self, query: str, at: float) -> list[tuple[dict[str, str], float]]:
+        """The query's series at `at`: (labels, value), NaN values left out."""
         response = httpx.get(
             f"{self.url}/api/v1/query",
             params={"query": query, "time": f"{at:.3f}"},
             timeout=self.timeout,
         )
         response.raise_for_status()
-        result = response.json()["data"]["result"]
-        if not result:
-            return None
-        value = float(result[0]["value"][1])
-        return None if math.isnan(value) else value
+        series = [(r["metric"], float(r["value"][1])) for r in response.json()["data"]["result"]]
+        return [(labels, value) for labels, value in series if not math.isnan(value)]
+
+    def scalar(self, query: str, at: float) -> float | None:
+        """The query's one value at `at`, or None when it selects nothing."""
+        series = self.vector(query, at)
+        return series[0][1] if series else None
 
 
 def fired_alerts(prometheus: Prometheus | None, start: float, end: float) -> list[str]:
@@ -196,6 +198,41 @@ def server_view(
         sli = min(1.0, max(0.0, 1 - (bad or 0.0) / total))
         readings[slo.name] = Reading(sli, total * (end - start)).judge(slo.target_ratio)
     return readings
+
+
+def server_quantiles(
+    prometheus: Prometheus | None, start: float, end: float, q: float = 0.99
+) -> dict[str, dict[str, float]]:
+    """The q-quantile over [start, end] as Prometheus' histograms estimate it (linear
+    within a bucket, so "within the bucket" precision), in milliseconds: gateway latency
+    per SLO class, and event age at handling per consumer group (freshness)."""
+    if prometheus is None or not prometheus.reachable():
+        return {}
+    window = f"{max(1, math.ceil(end - start))}s"
+    queries = {
+        "latency_ms": (
+            "slo_class",
+            f"histogram_quantile({q}, sum by (le, slo_class) (rate("
+            f'astra_http_server_request_duration_seconds_bucket{{service="gateway"}}[{window}])))',
+        ),
+        "event_age_ms": (
+            "group",
+            f"histogram_quantile({q}, sum by (le, group) "
+            f"(rate(astra_bus_event_age_seconds_bucket[{window}])))",
+        ),
+    }
+    found: dict[str, dict[str, float]] = {}
+    for name, (label, query) in queries.items():
+        try:
+            series = prometheus.vector(query, end)
+        except (httpx.HTTPError, KeyError, ValueError):
+            continue
+        found[name] = {
+            labels.get(label, "?"): round(value * 1000, 1)
+            for labels, value in series
+            if not math.isinf(value)
+        }
+    return found
 
 
 @dataclass

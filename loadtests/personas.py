@@ -76,7 +76,7 @@ _POOL = _pool()
 _next_account = itertools.count()
 
 
-class _Persona(FastHttpUser):
+class Persona(FastHttpUser):
     abstract = True
     persona = "user"
     # Longer than the gateway's upstream timeout (10 s): its 504 is what the client sees.
@@ -119,7 +119,7 @@ class _Persona(FastHttpUser):
         return ["AAPL"]
 
 
-class Trader(_Persona):
+class Trader(Persona):
     weight = 5
     persona = "trader"
 
@@ -179,7 +179,7 @@ class Trader(_Persona):
             )
 
 
-class Browser(_Persona):
+class Browser(Persona):
     weight = 4
     persona = "browser"
 
@@ -205,7 +205,7 @@ class Browser(_Persona):
             path = f"/api/v1/social/feed?limit=10&cursor={cursor}"
 
 
-class Newcomer(_Persona):
+class Newcomer(Persona):
     weight = 1
     persona = "newcomer"
 
@@ -227,7 +227,7 @@ class Newcomer(_Persona):
         self.request("GET", "/api/v1/nft/collection", token=token)
 
 
-def _register_and_login(user: _Persona, username: str) -> str | None:
+def _register_and_login(user: Persona, username: str) -> str | None:
     user.request(
         "POST",
         "/api/v1/users/register",

@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from loadtests import gate, pool, report
+from loadtests import ceiling, cpu, gate, pool, report
 from loadtests.shapes import SHAPES
 from stack.config import GATEWAY_PORT, MONITORING_PORTS
 from stack.slo.spec import load_spec
@@ -41,6 +41,9 @@ from stack.slo.spec import load_spec
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 MAX_USERS, MAX_RATE, MAX_SECONDS, MAX_WORKERS = 500, 2000.0, 3600.0, 8
+# Which persona classes a run starts (Locust's positional user classes; weights apply).
+MIXES = {"default": ("Trader", "Browser", "Newcomer"), "traders": ("Trader",)}
+ORDERS = "POST /api/v1/trading/orders"
 SETTLE_SECONDS = 6.0  # one Prometheus scrape (monitoring/prometheus.yml: 5 s) and a bit
 
 # What a load run raises, so the limits do not decide the run (429s still count apart).
@@ -59,6 +62,12 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="one headless run, judged by alerts/slos.yaml")
     run.add_argument("--shape", choices=sorted(SHAPES), default="steady")
+    run.add_argument(
+        "--mix",
+        choices=sorted(MIXES),
+        default="default",
+        help="default: traders, browsers and newcomers by weight; traders: traders only",
+    )
     run.add_argument("--users", type=int, default=10)
     run.add_argument("--rate", type=float, default=20.0, help="user tasks per second, in all")
     run.add_argument("--seconds", type=float, default=60.0)
@@ -90,6 +99,13 @@ def parser() -> argparse.ArgumentParser:
     )
     cap.add_argument("--max-rate", type=float, default=320.0)
     cap.add_argument("--factor", type=float, default=2.0)
+    cap.add_argument("--refine", type=int, default=2, help="bisections after the first miss")
+    cap.add_argument(
+        "--no-ceiling",
+        dest="ceiling",
+        action="store_false",
+        help="skip Locust's own ceiling against a trivial upstream (nginx)",
+    )
     return top
 
 
@@ -120,6 +136,8 @@ def check(args: argparse.Namespace) -> str | None:
 
 def _free_offset() -> int:
     ports = [6390, *range(8000, 8010), *range(8100, 8200), *MONITORING_PORTS.values()]
+    # chaos mode's fault proxy API and proxies (stack/chaos.py): 8474, 16000+, 18100+
+    ports += [8474, *range(16000, 16010), *range(16100, 16200), *range(18100, 18200)]
     for _ in range(50):
         offset = random.randrange(10_000, 23_000, 100)
         if all(_port_free(p + offset) for p in ports):
@@ -194,6 +212,8 @@ def locust_commands(args: argparse.Namespace, host: str, run_dir: Path) -> list[
         "--exit-code-on-error",
         "0",
     ]
+    classes = list(MIXES[args.mix])
+    main += classes
     workers = args.workers + args.expect_remote_workers
     if not workers:
         return [main]
@@ -201,11 +221,31 @@ def locust_commands(args: argparse.Namespace, host: str, run_dir: Path) -> list[
     # `locust -f loadtests/locustfile.py --worker --master-host <this host>`.
     bind = "0.0.0.0" if args.expect_remote_workers else "127.0.0.1"
     main += ["--master", "--master-bind-host", bind, "--expect-workers", str(workers)]
-    worker = [*base, "--worker", "--master-host", "127.0.0.1"]
+    worker = [*base, "--worker", "--master-host", "127.0.0.1", *classes]
     return [main, *([worker] * args.workers)]
 
 
-def drive(args: argparse.Namespace, host: str, run_dir: Path, env: Mapping[str, str]) -> None:
+def stack_pids(stack_dir: Path) -> dict[str, int]:
+    """The stack's processes by name (its stack.json), to time their CPU; {} without one."""
+    try:
+        state = json.loads((stack_dir / "stack.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    pids = {str(c["name"]): int(c["pid"]) for c in state.get("children", []) if c.get("pid")}
+    if state.get("pid"):
+        pids["astra up"] = int(state["pid"])
+    return pids
+
+
+def drive(
+    args: argparse.Namespace,
+    host: str,
+    run_dir: Path,
+    env: Mapping[str, str],
+    measured: Mapping[str, int] = {},
+) -> tuple[dict[str, float], float]:
+    """Runs Locust to the end of its shape; the CPU seconds it and the `measured`
+    processes used meanwhile (cpu.Sampler), and the wall seconds they were sampled over."""
     commands = locust_commands(args, host, run_dir)
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     log = (run_dir / "locust.log").open("ab")
@@ -213,8 +253,11 @@ def drive(args: argparse.Namespace, host: str, run_dir: Path, env: Mapping[str, 
         subprocess.Popen(cmd, env=full_env, stdout=log, stderr=log, cwd=ROOT)  # noqa: S603
         for cmd in commands
     ]
+    locusts = {f"locust-worker-{n}" if n else "locust": p.pid for n, p in enumerate(processes)}
+    sampler = cpu.Sampler({**measured, **locusts})
     try:
-        processes[0].wait(timeout=args.seconds + 60)  # the shape ends it; this bounds it
+        with sampler:
+            processes[0].wait(timeout=args.seconds + 60)  # the shape ends it; this bounds it
     except subprocess.TimeoutExpired:
         processes[0].send_signal(signal.SIGINT)
         processes[0].wait(timeout=15)
@@ -228,6 +271,7 @@ def drive(args: argparse.Namespace, host: str, run_dir: Path, env: Mapping[str, 
             if process.poll() is None:
                 process.kill()
         log.close()
+    return sampler.used()
 
 
 def execute(args: argparse.Namespace, info: Mapping[str, Any] | None) -> int:
@@ -278,7 +322,7 @@ def execute(args: argparse.Namespace, info: Mapping[str, Any] | None) -> int:
     if prometheus.reachable():
         time.sleep(SETTLE_SECONDS)  # one scrape, so the window opens on existing series
     started = time.time()
-    drive(args, host, run_dir, env)
+    used, sampled = drive(args, host, run_dir, env, stack_pids(stack_dir))
     ended = time.time()
     if not out.exists():
         print(f"locust wrote no statistics; see {run_dir / 'locust.log'}")
@@ -288,8 +332,11 @@ def execute(args: argparse.Namespace, info: Mapping[str, Any] | None) -> int:
     time.sleep(SETTLE_SECONDS)  # so the last scrape of the run is in Prometheus
     server = gate.server_view(spec, prometheus, started, ended + SETTLE_SECONDS)
     verdict = gate.judge(spec, gate.client_view(doc), server, args.tolerance)
+    seconds = max(1.0, ended - started)
+    routes = {f"{e['method']} {e['name']}": int(e["num_requests"]) for e in doc["entries"]}
     summary = {
         "run_id": run_id,
+        "mix": args.mix,
         "shape": args.shape,
         "users": args.users,
         "rate": args.rate,
@@ -303,6 +350,14 @@ def execute(args: argparse.Namespace, info: Mapping[str, Any] | None) -> int:
             if slo.kind == "latency" and slo.slo_class
         },
         **verdict.to_json(),
+        "requests_per_s": round(sum(routes.values()) / seconds, 1),
+        "orders_per_s": round(routes.get(ORDERS, 0) / seconds, 1),
+        "routes": routes,
+        "server_p99": gate.server_quantiles(prometheus, started, ended + SETTLE_SECONDS),
+        "cpu": {
+            "sampled_seconds": round(sampled, 1),
+            "cores": {n: round(v / sampled, 3) for n, v in used.items()} if sampled else {},
+        },
     }
     alerts = stack_dir / "alerts.jsonl"
     fired = sorted(
@@ -324,48 +379,136 @@ def execute(args: argparse.Namespace, info: Mapping[str, Any] | None) -> int:
     return 0 if summary["passed"] else 1
 
 
-def capacity(args: argparse.Namespace, info: Mapping[str, Any] | None) -> int:
-    """Runs at rate, rate x factor, ... until the gate fails (or --max-rate): the last
-    rate that passed is the capacity at these objectives."""
-    base = args.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+def _step(
+    args: argparse.Namespace, info: Mapping[str, Any] | None, base: str, rate: float
+) -> dict[str, Any]:
+    """One capacity step: a run at `rate` (users grow with it), reduced to what the
+    search and bench/README.md need."""
+    step = argparse.Namespace(**vars(args))
+    step.rate, step.run_id = rate, f"{base}-rate{rate:g}"
+    step.users = min(MAX_USERS, max(args.users, math.ceil(rate / 2)))
+    code = execute(step, info)
+    summary = json.loads((args.out / step.run_id / "summary.json").read_text())
+    cores = summary["cpu"]["cores"]
+    return {
+        "rate": rate,
+        "users": step.users,
+        "passed": code == 0,
+        "missed": [s["slo"] for s in summary["slos"] if s["missed"]],
+        "requests_per_s": summary["requests_per_s"],
+        "orders_per_s": summary["orders_per_s"],
+        "client_p99_ms": {c: v["p99_ms"] for c, v in summary["classes"].items()},
+        "server_p99": summary["server_p99"],
+        "cores": cores,
+        "locust_cores": round(sum(v for n, v in cores.items() if n.startswith("locust")), 3),
+        "stack_cores": round(
+            sum(v for n, v in cores.items() if not n.startswith("locust") and n != cpu.MACHINE),
+            3,
+        ),
+        "run_id": step.run_id,
+    }
+
+
+def search(
+    step: Callable[[float], dict[str, Any]],
+    rate: float,
+    max_rate: float,
+    factor: float = 2.0,
+    refine: int = 2,
+) -> list[dict[str, Any]]:
+    """Steps at rate, rate x factor, ... until one fails (its "passed" is false) or
+    max_rate, then up to `refine` bisections between the highest pass and the lowest
+    fail (stopping when they are within 10 %); the steps by rate."""
     steps: list[dict[str, Any]] = []
-    rate = args.rate
-    while rate <= min(args.max_rate, MAX_RATE):
-        step = argparse.Namespace(**vars(args))
-        step.rate, step.run_id = rate, f"{base}-rate{rate:g}"
-        step.users = min(MAX_USERS, max(args.users, math.ceil(rate / 2)))
-        code = execute(step, info)
-        summary = json.loads((args.out / step.run_id / "summary.json").read_text())
-        missed = [s["slo"] for s in summary["slos"] if s["missed"]]
-        requests = sum(c["requests"] for c in summary["classes"].values())
-        steps.append(
-            {
-                "rate": rate,
-                "users": step.users,
-                "passed": code == 0,
-                "requests_per_s": requests / args.seconds,
-                "missed": missed,
-            }
-        )
-        if code != 0:
+    while rate <= max_rate:
+        steps.append(step(rate))
+        if not steps[-1]["passed"]:
             break
-        rate *= args.factor
-    passed = [s for s in steps if s["passed"]]
-    print("\ncapacity search (tasks/s -> verdict)")
-    for s in steps:
-        verdict = "pass" if s["passed"] else f"FAIL ({', '.join(s['missed']) or 'no stats'})"
-        print(
-            f"  {s['rate']:>8g} tasks/s  {s['users']:>4} users  "
-            f"{s['requests_per_s']:>8.1f} req/s  {verdict}"
-        )
-    best = passed[-1] if passed else None
-    print(
-        f"capacity: {best['rate']:g} tasks/s ({best['requests_per_s']:.1f} req/s)"
-        if best
-        else "capacity: not even the first step passed"
+        rate *= factor
+    for _ in range(refine):
+        passed = [s["rate"] for s in steps if s["passed"]]
+        failed = [s["rate"] for s in steps if not s["passed"]]
+        if not passed or not failed:
+            break
+        low, high = max(passed), min(failed)
+        if high - low < max(1.0, 0.1 * low):
+            break
+        steps.append(step(round((low + high) / 2, 1)))
+    return sorted(steps, key=lambda s: float(s["rate"]))
+
+
+def capacity(args: argparse.Namespace, info: Mapping[str, Any] | None) -> int:
+    """The knee: runs at rate, rate x factor, ... until the gate fails (or --max-rate),
+    then `--refine` bisections between the last rate that passed and the first that
+    failed. The highest passing rate is the capacity at these objectives; each step
+    records the CPU per process, so the report says which process saturated first.
+    Then Locust's own ceiling against a trivial upstream (`loadtests.ceiling`)."""
+    base = args.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    steps = search(
+        lambda rate: _step(args, info, base, rate),
+        args.rate,
+        min(args.max_rate, MAX_RATE),
+        args.factor,
+        args.refine,
     )
-    (args.out / f"{base}-capacity.json").write_text(json.dumps(steps, indent=2))
-    return 0 if best else 1
+    result: dict[str, Any] = {"mix": args.mix, "step_seconds": args.seconds, "steps": steps}
+    if args.ceiling:
+        try:
+            with ceiling.trivial_upstream(args.out / base) as url:
+                result["locust_ceiling"] = ceiling.measure(
+                    url, args.out / base, users=max(s["users"] for s in steps), workers=args.workers
+                )
+        except ceiling.CeilingError as e:
+            result["locust_ceiling"] = {"error": str(e)}
+    passing = [s for s in steps if s["passed"]]
+    knee = passing[-1] if passing else None
+    result["knee"] = knee
+    (args.out / f"{base}-capacity.json").write_text(json.dumps(result, indent=2))
+    print(capacity_table(result))
+    print(f"\n{args.out / (base + '-capacity.json')}")
+    return 0 if knee else 1
+
+
+def capacity_table(result: Mapping[str, Any]) -> str:
+    """The search, a line per step, then the knee and Locust's ceiling."""
+    lines = [f"\ncapacity search, mix {result['mix']} ({result['step_seconds']:g} s a step)"]
+    lines.append(
+        f"  {'tasks/s':>8} {'users':>5} {'req/s':>7} {'orders/s':>8}  "
+        f"{'locust':>6} {'stack':>6} {'machine':>7}  busiest (cores)           verdict"
+    )
+    for s in result["steps"]:
+        verdict = "pass" if s["passed"] else f"FAIL ({', '.join(s['missed']) or 'no stats'})"
+        machine = s["cores"].get(cpu.MACHINE, 0.0)
+        busiest = ", ".join(cpu.busiest(s["cores"], 1.0, top=2))
+        lines.append(
+            f"  {s['rate']:>8g} {s['users']:>5} {s['requests_per_s']:>7.1f} "
+            f"{s['orders_per_s']:>8.1f}  {s['locust_cores']:>6.2f} {s['stack_cores']:>6.2f} "
+            f"{machine:>7.2f}  {busiest:<25} {verdict}"
+        )
+    knee = result.get("knee")
+    if knee:
+        p99 = ", ".join(f"{c} {v:g} ms" for c, v in sorted(knee["client_p99_ms"].items()) if v)
+        server = knee["server_p99"]
+        lines.append(
+            f"knee: {knee['rate']:g} tasks/s = {knee['requests_per_s']:.1f} req/s, "
+            f"{knee['orders_per_s']:.1f} orders/s; client p99 {p99}"
+        )
+        lines.append(
+            f"  server p99 (gateway histogram): {server.get('latency_ms', {})}; "
+            f"event age p99 per group: {server.get('event_age_ms', {})}"
+        )
+    else:
+        lines.append("knee: not even the first step met every SLO")
+    ceil = result.get("locust_ceiling")
+    if ceil and "error" not in ceil:
+        lines.append(
+            f"locust ceiling (trivial upstream, {ceil['users']} users, no wait): "
+            f"{ceil['requests_per_s']:g} req/s at {ceil['locust_cores']} cores, "
+            f"{ceil['locust_cpu_ms_per_request']} ms CPU a request"
+        )
+    elif ceil:
+        lines.append(f"locust ceiling: not measured ({ceil['error']})")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

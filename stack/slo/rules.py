@@ -13,8 +13,13 @@ multi-window, multi-burn-rate alerts of the Google SRE workbook. Three things go
 beyond Sloth:
 
 - denominators are `clamp_min(total, 1e-12)`: no traffic gives a ratio of 0, never NaN;
-- each alert tier needs `MIN_EVENTS` events in its long window (`slo:sli_total:rate<w>`,
-  the SLI's total traffic, is recorded beside the ratio): a handful of requests never pages;
+- each alert tier needs a minimum of events in its long window (`slo:sli_total:rate<w>`,
+  the SLI's total traffic, is recorded beside the ratio): at least `MIN_EVENTS`, and at
+  least as many as make one bad event alone unable to cross the tier's threshold
+  (`min_events`: 1 / (burn rate x error budget), e.g. 70 for a 14.4x page on 99.9 %,
+  1,000 for the 1x ticket). A handful of requests never pages, and a fresh stack (or a
+  drill-profile stack, whose 72-minute "3d" window starts empty) is not ticketed for
+  the one slow request of its first minute;
 - a spec whose latency/freshness threshold is not a bucket boundary of the histogram,
   or whose `le="..."` is not the threshold as the client library writes it, is refused.
 
@@ -26,6 +31,7 @@ is known to the interval).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,7 +60,7 @@ WINDOWS: dict[str, int] = {
     "3d": 259200,
 }
 PERIOD = ("30d", 30 * 86400)
-MIN_EVENTS = 20  # events an alert tier needs in its long window
+MIN_EVENTS = 20  # events an alert tier needs in its long window, at the least
 DASHBOARD_UID = "astra-slo"
 
 
@@ -74,6 +80,13 @@ TIERS = (
     Tier("long", "ticket", 1, "3d", "6h"),  # 10 % in 3 days
 )
 FOR_SECONDS = {"page": 120, "ticket": 900}
+
+
+def min_events(slo: SloDefinition, tier: Tier) -> int:
+    """Events the tier's long window needs before it may alert: MIN_EVENTS, or enough
+    that one bad event among them stays at or under the threshold (budget x factor)."""
+    budget = 1 - slo.objective / 100
+    return max(MIN_EVENTS, math.ceil(round(1 / (budget * tier.factor), 6)))
 
 
 @dataclass(frozen=True)
@@ -223,7 +236,7 @@ def alert_annotations(slo: SloDefinition, tier: Tier, profile: Profile) -> dict[
         "description": (
             f"{slo.description} Error ratio above {_num(tier.factor)}x the budget "
             f"({_num(threshold(slo, tier))}) over {profile.window(tier.long)} and "
-            f"{profile.window(tier.short)}, with at least {MIN_EVENTS} events."
+            f"{profile.window(tier.short)}, with at least {min_events(slo, tier)} events."
         ),
         "runbook_url": f"docs/runbooks/{slo.alerting.name}.md",
         "dashboard_url": f"/d/{DASHBOARD_UID}/astratrade-slos?var-slo={slo.name}",
@@ -310,7 +323,8 @@ def rule_group(spec: SloFile, slo: SloDefinition, profile: Profile) -> dict[str,
                     " without (sloth_window)\n"
                     ")\n"
                     "and on (sloth_id)\n"
-                    f"({_sel(f'slo:sli_total:rate{tier.long}', sid)} * {long_s} >= {MIN_EVENTS})\n"
+                    f"({_sel(f'slo:sli_total:rate{tier.long}', sid)} * {long_s} "
+                    f">= {min_events(slo, tier)})\n"
                 ),
                 "for": profile.for_(tier.severity),
                 "labels": alert_labels(slo, tier),
@@ -390,7 +404,7 @@ def _firing(slo: SloDefinition, series: Series, profile: Profile, step: int) -> 
                 if not ratio > trigger(slo, tier):
                     ok = False
                     break
-                if window == tier.long and not tot * float(w) >= MIN_EVENTS:
+                if window == tier.long and not tot * float(w) >= min_events(slo, tier):
                     ok = False
                     break
             if ok:

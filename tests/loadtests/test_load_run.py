@@ -42,10 +42,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-def _start(stack: Stack, out: Path, run_id: str) -> subprocess.Popen[str]:
+def _start(stack: Stack, out: Path, run_id: str, rate: int = 10) -> subprocess.Popen[str]:
     argv = [
         sys.executable, "-m", "loadtests", "run",
-        "--shape", "steady", "--users", "6", "--rate", "10", "--seconds", str(SECONDS),
+        "--shape", "steady", "--users", str(max(6, rate // 2)), "--rate", str(rate),
+        "--seconds", str(SECONDS),
         "--host", stack.url("gateway-1"), "--stack-dir", str(stack.run_dir),
         "--out", str(out), "--run-id", run_id,
     ]  # fmt: skip
@@ -109,7 +110,9 @@ def test_requests_carry_the_runs_correlation_prefix(
 
 
 def test_the_gate_fails_when_trading_stops_during_the_run(stack: Stack, tmp_path: Path) -> None:
-    process = _start(stack, tmp_path, "stopped")
+    # 30 tasks/s: ~6 writes/s, so the drill page's minimum of 70 write events in its
+    # one-minute window is there within the run (stack/slo/rules.py `min_events`).
+    process = _start(stack, tmp_path, "stopped", rate=30)
     pid = stack.pid("trading-1")
     log = stack.run_dir / "log" / "trading-1.jsonl"
 
@@ -135,6 +138,9 @@ def test_the_gate_fails_when_trading_stops_during_the_run(stack: Stack, tmp_path
         # Prometheus saw it too, or the gate says the views disagree: a 16 s run is a
         # handful of scrapes, and the server window can end before the last errors land.
         assert row["server"]["status"] == "missed" or row["disagree"], text
+        # The stack runs the drill profile (windows and `for:` / 60, 1 s intervals): the
+        # page that takes minutes in production fires within this 16 s run, live.
+        assert "WriteAvailabilityBudgetBurn" in summary["alerts_fired"], text
 
 
 def test_the_report_renders_with_its_plots(

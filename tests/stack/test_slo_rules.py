@@ -8,7 +8,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack.slo.rules import DRILL, NORMAL, SPEC, duration, generate, generated, rule_group
+from stack.slo.rules import (
+    DRILL,
+    MIN_EVENTS,
+    NORMAL,
+    SPEC,
+    TIERS,
+    duration,
+    generate,
+    generated,
+    min_events,
+    rule_group,
+    threshold,
+)
 from stack.slo.spec import SloSpecError, load_spec
 
 
@@ -92,8 +104,11 @@ def test_rules_follow_sloth_naming_and_guard_the_denominator() -> None:
     alerts = [r for r in rules if "alert" in r]
     tiers = {(a["labels"]["burnrate_tier"], a["labels"]["severity"]) for a in alerts}
     assert tiers == {("fast", "page"), ("medium", "page"), ("slow", "ticket"), ("long", "ticket")}
+    # Minimum traffic in the long window: enough that one bad event alone stays at or
+    # under the tier's threshold (1 / (factor x 0.1 % budget)), never under 20.
+    minimum = {"fast": 70, "medium": 167, "slow": 334, "long": 1000}
     for alert in alerts:
-        assert ">= 20" in alert["expr"]  # minimum traffic in the long window
+        assert f">= {minimum[alert['labels']['burnrate_tier']]})" in alert["expr"]
         assert alert["annotations"]["runbook_url"] == "docs/runbooks/ReadAvailabilityBudgetBurn.md"
 
 
@@ -130,3 +145,12 @@ def test_an_availability_sli_selecting_a_bucket_is_refused(tmp_path: Path) -> No
     )
     with pytest.raises(SloSpecError, match=r"'read-availability': an availability SLI selects"):
         generated(path)
+
+
+def test_one_bad_event_among_the_minimum_cannot_cross_any_threshold() -> None:
+    for slo in load_spec(SPEC).slos:
+        for tier in TIERS:
+            n = min_events(slo, tier)
+            assert n >= MIN_EVENTS
+            assert not 1 / n > threshold(slo, tier), (slo.name, tier.name, n)
+            assert 1 / (n - 1) > threshold(slo, tier) or n == MIN_EVENTS  # the least such n
