@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml
 system:
 	@scripts/require.sh $(SYSTEM)
 
+# CHAOS=1: every hop through a named proxy of the fault proxy (`astra up --chaos`).
+CHAOS ?=
 up: $(STAMP) system
-	$(BIN)/astra up
+	$(BIN)/astra up $(if $(CHAOS),--chaos)
 
 test: $(STAMP) system lint typecheck pytest
 
@@ -34,10 +36,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/astra dashboards generate --check
 	$(BIN)/python -m stack.slo generate --check
+	$(BIN)/python -m stack.chaos generate --check
 	$(BIN)/astra docs --check
 
 typecheck: $(STAMP)
-	$(BIN)/mypy backbone contracts stack chaos gateway services bench loadtests
+	$(BIN)/mypy backbone contracts stack chaos gateway services bench loadtests drills
 
 pytest: $(STAMP) system
 	@scripts/require.sh $(TEST_SYSTEM)
@@ -77,16 +80,20 @@ USERS   ?= 10
 RATE    ?= 20
 DURATION ?= 60
 WORKERS ?= 0
-LOAD_ARGS = --shape $(SHAPE) --users $(USERS) --rate $(RATE) --seconds $(DURATION) --workers $(WORKERS)
+MIX     ?= default
+LOAD_ARGS = --shape $(SHAPE) --mix $(MIX) --users $(USERS) --rate $(RATE) --seconds $(DURATION) --workers $(WORKERS)
 
 load: $(STAMP) system
 	$(BIN)/python -m loadtests run $(LOAD_ARGS) $(if $(HOST),--host $(HOST),--up)
 
-# The highest rate (RATE, x2, ... up to MAX_RATE) whose run still meets every SLO.
+# The knee: the highest rate (RATE, x2, ... up to MAX_RATE, then two bisections) whose
+# run still meets every SLO, with CPU per process at each step; then Locust's own
+# ceiling against nginx. MIX=traders for orders/s.
 MAX_RATE ?= 320
 capacity: $(STAMP) system
-	$(BIN)/python -m loadtests capacity --up --rate $(RATE) --max-rate $(MAX_RATE) \
-	  --users $(USERS) --seconds $(or $(STEP_SECONDS),30)
+	@scripts/require.sh nginx:nginx
+	$(BIN)/python -m loadtests capacity --up --mix $(MIX) --rate $(RATE) --max-rate $(MAX_RATE) \
+	  --users $(USERS) --seconds $(or $(STEP_SECONDS),30) --workers $(WORKERS)
 
 # Nominal load on the drill profile (`astra up --drill`) for 3 minutes (about 3 hours of
 # compressed SLO time) at RATE=20 tasks/s, about a third of the measured knee: every SLO

@@ -41,6 +41,17 @@ class BusSettings(_Settings):
     default_retention: StreamRetentionSettings = StreamRetentionSettings()
     retention: dict[str, StreamRetentionSettings] = Field(default_factory=dict)  # by stream
     metrics_sample_interval_ms: int = Field(default=5_000, ge=100)  # XINFO/XPENDING sampling
+    # Defence switches: on in every real deployment. A chaos drill run with
+    # `--without-defence` turns one off to show that the drill catches its absence.
+    # ASTRA_BUS__REAPER_ENABLED=false: pending entries are never delivered again, by
+    # anyone. No XAUTOCLAIM of a dead (or failing) peer's idle entries, and no drain of
+    # this consumer name's own pending entries at start or after an outage, so a
+    # consumer killed mid-batch leaves that batch pending for ever: events lost.
+    reaper_enabled: bool = True
+    # ASTRA_BUS__IDEMPOTENCY_MARKERS=false: effects are applied without the group's
+    # processed-marker check (and no marker is written), so an event delivered twice
+    # (an outbox resend, a reclaim after a slow handler) has its effects applied twice.
+    idempotency_markers: bool = True
 
 
 class RegistrySettings(_Settings):
@@ -58,6 +69,15 @@ class RegistrySettings(_Settings):
     heartbeat_seconds: float = Field(default=2.0, gt=0)
     ttl_seconds: float = Field(default=6.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)  # discovery cache refresh
+    # Discovery keeps its last view while Redis cannot be read (and marks it stale).
+    # Off (`ASTRA_REGISTRY__STALE_CACHE=false`, a drill's `--without-defence`): a failed
+    # refresh empties the view, so nothing is routed until Redis answers again.
+    stale_cache: bool = True
+    # An instance whose record expired (missed heartbeats; not deregistered) stays
+    # available as "lapsed" (`Discovery.lapsed`) this long after its expiry, for a
+    # caller with its own evidence that it still works (the gateway's passive health).
+    # 0: an expired record is gone at once. Seconds.
+    expired_grace_seconds: float = Field(default=30.0, ge=0)
     # HMAC key for records. No default: each stack makes its own (`astra up` writes it
     # to <run_dir>/secrets.json); a deployable refuses to start without one.
     token: str = Field(default="", repr=False)

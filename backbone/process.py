@@ -30,6 +30,8 @@ from backbone.http_server import HttpLimits, server_options
 from backbone.telemetry.logs import setup_logging
 from backbone.telemetry.tracing import build_tracer_provider, install_tracer_provider
 
+METRICS_URL = "metrics_url"  # the registry metadata key of ProcessSettings.metrics_url
+
 
 class ProcessSettings(BaseSettings):
     """`ASTRA_*` variables every process reads; nested parts use `__` (ASTRA_BUS__BATCH_SIZE)."""
@@ -48,6 +50,9 @@ class ProcessSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8100, ge=0, le=65535)
     public_url: str = ""  # what the registry advertises; default http://host:port
+    # Where to scrape /metrics when public_url is not this process (a chaos proxy in front
+    # of it): registered as metadata[METRICS_URL], which stack.observe.sd prefers.
+    metrics_url: str = ""
     redis_url: str = "redis://127.0.0.1:6390/0"
     run_dir: Path = Path("var")
     jwks_url: str = ""  # users service JWKS; default discovered through the registry
@@ -60,6 +65,10 @@ class ProcessSettings(BaseSettings):
     def process_name(self) -> str:
         """What this process is called in logs, traces and its default instance id."""
         return "process"
+
+    def registry_metadata(self) -> dict[str, str]:
+        """What this process adds to its registry record's metadata."""
+        return {METRICS_URL: self.metrics_url} if self.metrics_url else {}
 
     @model_validator(mode="after")
     def _shared_defaults_and_secrets(self) -> ProcessSettings:

@@ -7,6 +7,10 @@
 Half-open admits at most `half_open_probes` requests at once; the rest are
 refused as if open. Each admission carries the breaker's generation, so a
 verdict from a request admitted before a transition never counts after it.
+
+`BreakerSettings.enabled=False` (`ASTRA_BREAKER__ENABLED=false`, a chaos drill's
+`--without-defence`) keeps it closed for good: every request is admitted and
+no verdict is counted, so the state gauge reads closed however the service fails.
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ class CircuitBreaker:
         return max(1, math.ceil(left))
 
     def admit(self) -> int | None:
+        if not self._s.enabled:
+            return self._generation
         state = self.state
         if state == "closed":
             return self._generation
@@ -82,7 +88,7 @@ class CircuitBreaker:
         return None
 
     def record(self, ticket: int, ok: bool | None) -> None:
-        if ticket != self._generation:
+        if ticket != self._generation or not self._s.enabled:
             return  # admitted under an earlier state: its verdict is about the past
         if self._state == "half_open":
             self._probes_in_flight = max(0, self._probes_in_flight - 1)

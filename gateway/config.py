@@ -9,6 +9,7 @@ Nested parts use `__`: `ASTRA_UPSTREAM__TOTAL_TIMEOUT=3`.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -28,26 +29,65 @@ class UpstreamSettings(_Part):
     timeouts: dict[str, float] = Field(default_factory=dict)  # total, by service
     # Total, by route: "POST /api/v1/trading/orders" (a route of the table in
     # gateway/public_api.py); wins over the route's declared timeout and the service's.
+    # `ASTRA_UPSTREAM__ROUTE_TIMEOUTS=false` (a bool instead of the table) is the
+    # defence switch below: it sets `route_timeouts_enabled`, and the table stays empty.
     route_timeouts: dict[str, float] = Field(default_factory=dict)
+    # Off: every route waits the service's total timeout (`timeouts`, else
+    # `total_timeout`), whatever its RouteSpec or `route_timeouts` declare (a chaos
+    # drill's `--without-defence`: a slow login then hangs 10 s, not its route's few).
+    route_timeouts_enabled: bool = True
     pool_limit: int = Field(default=1000, ge=1)  # keep-alive connections, all upstreams
     pool_limit_per_host: int = Field(default=200, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=0)  # request bodies; 413 above
-    # Passive outlier ejection: this many consecutive connection errors/5xx eject an
-    # instance for `ejection_seconds`, doubling per repeat up to `max_ejection_seconds`.
+    # Passive outlier ejection (gateway/balancer.py): this many consecutive connection
+    # errors/5xx eject an instance for `ejection_seconds`, doubling per repeat up to
+    # `max_ejection_seconds`; so does a latency outlier (below).
+    # Off: nothing is ever ejected, for failures or latency (plain least-outstanding).
+    outlier_ejection: bool = True
     eject_after_failures: int = Field(default=3, ge=1)
     ejection_seconds: float = Field(default=5.0, gt=0)
     max_ejection_seconds: float = Field(default=60.0, gt=0)
+    # Latency outliers: an instance whose latency EWMA (of its successful attempts,
+    # weight `latency_ewma_alpha` per new sample) over at least `latency_min_samples`
+    # exceeds both `latency_floor_seconds` and `latency_factor` x the median EWMA of its
+    # non-ejected peers is ejected like a failing one, unless that would put more than
+    # `max_ejection_share` of the service's instances out (at least one may always go).
+    latency_floor_seconds: float = Field(default=0.2, gt=0)
+    latency_factor: float = Field(default=3.0, gt=1)
+    latency_min_samples: int = Field(default=3, ge=1)
+    latency_ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    max_ejection_share: float = Field(default=0.5, gt=0, le=1)
     # Retries: at most one, on another instance, within ratio x requests + floor per window.
+    # Off: never a second attempt, whatever the request or the budget.
+    retries_enabled: bool = True
     retry_budget_ratio: float = Field(default=0.1, ge=0, le=1)
     retry_budget_floor: int = Field(default=10, ge=0)
     retry_budget_window_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _route_timeouts_switch(cls, data: Any) -> Any:
+        """`route_timeouts` given as a bool (`ASTRA_UPSTREAM__ROUTE_TIMEOUTS=false`, JSON
+        `false`/`true`, lower case) is the drills' switch: it sets `route_timeouts_enabled`."""
+        if isinstance(data, dict) and isinstance(data.get("route_timeouts"), bool):
+            data = {**data, "route_timeouts": {}, "route_timeouts_enabled": data["route_timeouts"]}
+        return data
 
     def total_timeout_for(self, service: str) -> float:
         """A request's total timeout when its route declares none (`RouteSpec.timeout`)."""
         return self.timeouts.get(service, self.total_timeout)
 
+    def attempt_timeout(self, service: str, route_timeout: float | None) -> float:
+        """The total timeout of one attempt: the route's, unless it has none or
+        route timeouts are switched off; then the service's."""
+        if route_timeout is not None and self.route_timeouts_enabled:
+            return route_timeout
+        return self.total_timeout_for(service)
+
 
 class BreakerSettings(_Part):
+    # Off: the breaker never opens; every request goes upstream however the service fails.
+    enabled: bool = True
     failure_rate: float = Field(default=0.5, gt=0, le=1)  # opens at or above this rate
     window_seconds: float = Field(default=10.0, gt=0)
     min_requests: int = Field(default=20, ge=1)  # in the window before it may open
@@ -56,6 +96,9 @@ class BreakerSettings(_Part):
 
 
 class FallbackSettings(_Part):
+    # Off: no stale answer is ever stored or served; upstream errors reach the client as
+    # they are (the upstream's own 5xx, or the gateway's 502/503/504 problem+json).
+    enabled: bool = True
     stale_seconds: float = Field(default=60.0, ge=0)  # oldest answer served on error
     max_entries: int = Field(default=2048, ge=0)
     max_body_bytes: int = Field(default=256 * 1024, ge=0)

@@ -4,6 +4,9 @@ Only anonymous requests are cached (no Authorization, no Cookie) and only answer
 that are plainly shareable (200, no Set-Cookie, not private/no-store), so a
 fallback can never show one user another's data. A fallback says what it is:
 `X-Astra-Fallback: stale-cache` and an `Age` header.
+
+`FallbackSettings.enabled=False` (`ASTRA_FALLBACK__ENABLED=false`) stores and
+serves nothing: an upstream error then reaches the client as it is.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class StaleCache:
         self._entries: OrderedDict[str, Cached] = OrderedDict()
 
     def store(self, key: str, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        if self._s.max_entries == 0 or len(body) > self._s.max_body_bytes:
+        if not self._s.enabled or self._s.max_entries == 0 or len(body) > self._s.max_body_bytes:
             return
         self._entries[key] = Cached(headers, body, self._clock())
         self._entries.move_to_end(key)
@@ -63,7 +66,7 @@ class StaleCache:
             self._entries.popitem(last=False)
 
     def lookup(self, key: str) -> tuple[Cached, float] | None:
-        cached = self._entries.get(key)
+        cached = self._entries.get(key) if self._s.enabled else None
         if cached is None:
             return None
         age = self._clock() - cached.stored_at

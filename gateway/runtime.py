@@ -81,6 +81,7 @@ class Gateway:
                 instance_id=settings.instance_id,
                 url=settings.public_url,
                 version=settings.version,
+                metadata=settings.registry_metadata(),
                 status="ready",
             ),
             settings.registry,

@@ -4,6 +4,10 @@
                      ^                        │ connection error / 502-504, idempotent,
                      └── another instance <───┘ budget allows: one retry
 
+`UpstreamSettings.retries_enabled=False` (`ASTRA_UPSTREAM__RETRIES_ENABLED=false`)
+never retries; `route_timeouts_enabled=False` gives every attempt the service's
+total timeout instead of its route's (`UpstreamSettings.attempt_timeout`).
+
 Bodies are read whole: the services answer small JSON, and a complete answer is
 what the retry, the breaker verdict and the stale cache need.
 
@@ -29,7 +33,7 @@ from yarl import URL
 from backbone.registry import Discovery
 from backbone.telemetry.correlation import get_correlation_id
 from backbone.telemetry.propagation import current_traceparent
-from gateway.balancer import Balancer
+from gateway.balancer import Balancer, Verdict
 from gateway.config import UpstreamSettings
 from gateway.metrics import GatewayMetrics
 from gateway.retry import RetryBudget
@@ -183,6 +187,10 @@ def _response_headers(
     return out
 
 
+def _failed(result: Answer | Failure) -> bool:
+    return isinstance(result, Failure) or result.status >= 500
+
+
 class Upstreams:
     """The pooled client and the per-service balancers and retry budgets.
 
@@ -238,14 +246,15 @@ class Upstreams:
             )
         return budget
 
-    def _ejected(self, service: str, instance_id: str, seconds: float) -> None:
+    def _ejected(self, service: str, instance_id: str, seconds: float, why: Verdict) -> None:
         self._metrics.ejections.labels(service).inc()
         log.warning(
-            "ejected %s/%s for %.1fs after consecutive failures",
+            "ejected %s/%s for %.1fs: %s",
             service,
             instance_id,
             seconds,
-            extra={"service": service, "instance": instance_id},
+            "consecutive failures" if why == "failures" else "latency outlier",
+            extra={"service": service, "instance": instance_id, "reason": why},
         )
 
     def _internal_hosts(self, base: str) -> frozenset[str]:
@@ -264,6 +273,12 @@ class Upstreams:
 
     async def forward(self, service: str, request: Outbound) -> Answer | Failure:
         instances = self._discovery.instances(service)
+        # Lapsed instances (record expired, not deregistered: `Discovery.lapsed`) are
+        # routed beside the live ones on our own evidence: the first failed attempt
+        # drops one (see `_attempt`), the grace bounds the rest.
+        lapsed = self._discovery.lapsed(service)
+        if lapsed:
+            instances = (*instances, *lapsed)
         balancer = self.balancer(service)
         budget = self._budget(service)
         budget.record_request()
@@ -276,11 +291,21 @@ class Upstreams:
             result = await self._attempt(
                 service, balancer, instance.url, instance.instance_id, request
             )
+            if lapsed and instance in lapsed and _failed(result):
+                self._discovery.drop(service, instance.instance_id)
+                log.warning(
+                    "%s/%s: its registration lapsed and an attempt failed: no longer routed",
+                    service,
+                    instance.instance_id,
+                    extra={"service": service, "instance": instance.instance_id},
+                )
             retriable = (isinstance(result, Failure) and result.kind == "connect_error") or (
                 isinstance(result, Answer) and result.status in RETRIED_STATUSES
             )
             if not (retriable and request.retryable and len(request.attempts) == 1):
                 return result
+            if not self._settings.retries_enabled:
+                return result  # the defence switched off: one attempt, whatever happened
             if not any(i.instance_id not in request.attempts for i in instances):
                 return result
             if not budget.try_retry():
@@ -293,13 +318,12 @@ class Upstreams:
     ) -> Answer | Failure:
         assert self._session is not None, "Upstreams.start() was not awaited"
         timeout = aiohttp.ClientTimeout(
-            total=request.timeout
-            if request.timeout is not None
-            else self._settings.total_timeout_for(service),
+            total=self._settings.attempt_timeout(service, request.timeout),
             connect=self._settings.connect_timeout,
         )
         url = URL(base.rstrip("/") + request.target, encoded=True)
         ok: bool | None = None
+        seconds: float | None = None  # of a complete answer, for the latency outliers
         outcome = "cancelled"
         balancer.started(instance_id)
         started = time.perf_counter()
@@ -313,6 +337,7 @@ class Upstreams:
                 allow_redirects=False,
             ) as response:
                 body = await response.read()
+            seconds = time.perf_counter() - started
             ok = response.status < 500
             outcome = "ok" if ok else "http_5xx"
             headers = _response_headers(response.raw_headers, lambda: self._internal_hosts(base))
@@ -327,6 +352,6 @@ class Upstreams:
             ok, outcome = False, "connect_error"
             return Failure("connect_error", f"{service} unreachable: {type(e).__name__}")
         finally:
-            balancer.finished(instance_id, ok)
+            balancer.finished(instance_id, ok, seconds)
             self._metrics.upstream_requests.labels(service, outcome).inc()
             self._metrics.upstream_duration.labels(service).observe(time.perf_counter() - started)

@@ -134,12 +134,14 @@ def check(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _free_offset() -> int:
+def _free_offset(chaos: bool = False) -> int:
     ports = [6390, *range(8000, 8010), *range(8100, 8200), *MONITORING_PORTS.values()]
-    # chaos mode's fault proxy API and proxies (stack/chaos.py): 8474, 16000+, 18100+
-    ports += [8474, *range(16000, 16010), *range(16100, 16200), *range(18100, 18200)]
+    if chaos:  # the fault proxy's API and proxies (stack/chaos.py): 8474, 16000+, 18100+
+        ports += [8474, *range(16000, 16010), *range(16100, 16200), *range(18100, 18200)]
+    # Below the ephemeral range (32768+), where outgoing connections take their ports.
+    top = 32_768 - max(ports)
     for _ in range(50):
-        offset = random.randrange(10_000, 23_000, 100)
+        offset = random.randrange(10_000 if top > 10_000 else 1_000, min(23_000, top), 100)
         if all(_port_free(p + offset) for p in ports):
             return offset
     raise RuntimeError("no free port range for a stack")
@@ -160,10 +162,12 @@ def own_stack(
 ) -> Iterator[dict[str, Any]]:
     """`astra up` with load limits on a free port offset; its stack.json while it runs."""
     stack_dir = run_dir / "stack"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    chaos = {**os.environ, **env}.get("ASTRA_CHAOS", "").lower() in ("1", "true", "yes")
     full_env = {
         **os.environ,
         "ASTRA_RUN_DIR": str(stack_dir),
-        "ASTRA_PORT_OFFSET": str(_free_offset()),
+        "ASTRA_PORT_OFFSET": str(_free_offset(chaos)),
         **LOAD_LIMITS,
         **env,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,12 @@ from stack.config import StackSettings
 
 
 def main(argv: list[str] | None = None) -> int:
+    raw = sys.argv[1:] if argv is None else argv
+    if raw[:1] == ["drill"]:
+        # The drills package drives the stack from outside (it imports stack, so stack
+        # does not import it): `astra drill ...` is `python -m drills ...`.
+        argv_drills = [sys.executable, "-m", "drills", *raw[1:]]
+        os.execv(sys.executable, argv_drills)  # noqa: S606 - our interpreter, our module
     parser = argparse.ArgumentParser(prog="astra", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run Redis, the services and the gateway until Ctrl-C")
@@ -19,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Prometheus with the time-compressed SLO rules (alerts/rules-drill), 1 s intervals",
     )
+    up.add_argument(
+        "--chaos",
+        action="store_true",
+        help="every hop through a named proxy of the fault proxy (API on 127.0.0.1:8474+offset)",
+    )
+    sub.add_parser("drill", help="chaos drills: `astra drill list | run NAME | run --all`")
     docs = sub.add_parser("docs", help="regenerate the event catalogue (JSON Schema, AsyncAPI)")
     docs.add_argument("--check", action="store_true", help="fail if the committed docs differ")
     trace = sub.add_parser("trace", help="print one request's spans from every process as a tree")
@@ -39,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         from stack.up import run_stack
 
-        settings = StackSettings(drill=True) if args.drill else StackSettings()
+        # A flag only turns a setting on: ASTRA_DRILL / ASTRA_CHAOS=true work without it.
+        settings = StackSettings()
+        settings = settings.model_copy(
+            update={"drill": settings.drill or args.drill, "chaos": settings.chaos or args.chaos}
+        )
         return asyncio.run(run_stack(settings))
     if args.command == "docs":
         from stack.catalog_docs import write_catalog_docs

@@ -43,6 +43,13 @@ class StackSettings(BaseSettings):
     # `astra up --drill`: Prometheus loads the time-compressed SLO rules (alerts/rules-drill,
     # every window / 60) and scrapes and evaluates every second (docs/observability.md).
     drill: bool = False
+    # `astra up --chaos`: the fault proxy (`python -m chaos.faultproxy`) runs as a child
+    # and every hop (gateway -> instance, process -> Redis, instance -> PostgreSQL) goes
+    # through a named proxy of stack.chaos; monitoring is never proxied.
+    chaos: bool = False
+    # Given to every service as it is (default: a SQLite file each); in chaos mode a
+    # PostgreSQL URL is rewritten per instance to its `<instance>_postgres` proxy.
+    database_url: str = ""
 
     def instances(self, service: str) -> int:
         """`ASTRA_INSTANCES_trading=2` runs two trading instances."""

@@ -3,6 +3,12 @@
 Before anything starts: the stack's secrets (stack.secrets) and the Redis ACL
 file (stack.redis_acl); every child gets only its own Redis user's URL and the
 secrets its settings ask for.
+
+Chaos mode (`--chaos`, stack.chaos): the fault proxy starts right after Redis, from
+`<run_dir>/chaos/proxies.json`; each service instance then reaches Redis (and
+PostgreSQL, when configured) through its own proxies and registers the proxy in
+front of it as its URL, so the gateway's calls cross it too; its direct URL goes in
+the registry record's metadata, for Prometheus.
 """
 
 from __future__ import annotations
@@ -11,10 +17,14 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import os
 import signal
 import time
 from pathlib import Path
 
+import aiohttp
+
+from stack.chaos import ChaosConfigError, ProxySpec, api_port, config_text, proxies_for, via
 from stack.config import SERVICES, StackSettings
 from stack.observe.monitoring import monitoring_children
 from stack.redis_acl import acl_file, stack_users, url_for, without_credentials
@@ -58,10 +68,52 @@ class StackRedis:
             backoff_initial=0.5,
         )
 
-    def url_as(self, user: str) -> str:
+    def url_as(self, user: str, proxy: ProxySpec | None = None) -> str:
+        """As `user`; through `proxy` (its listen address, same credentials) when given."""
         if self._given:
-            return self._given
-        return url_for(self.url, user, self._secrets.redis_password(user))
+            return via(self._given, proxy.listen) if proxy else self._given
+        base = via(self.url, proxy.listen) if proxy else self.url
+        return url_for(base, user, self._secrets.redis_password(user))
+
+
+Proxies = dict[str, ProxySpec]  # by name; empty when chaos mode is off
+
+
+def faultproxy_child(settings: StackSettings, run_dir: Path, proxies: Proxies) -> Child:
+    """The fault proxy, creating every proxy from its `-config` file (again on a restart)."""
+    config = run_dir / "chaos" / "proxies.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(config_text(list(proxies.values())))
+    port = api_port(settings)
+    url = f"http://127.0.0.1:{port}"
+    timeout = aiohttp.ClientTimeout(total=1.0)
+
+    async def populated() -> bool:
+        # Not just GET /version: a proxy it could not create (its port taken) is only
+        # logged, and the stack must not start with a hop whose proxy is missing.
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(f"{url}/proxies") as response,
+            ):
+                if response.status != 200:
+                    return False
+                return set(proxies) <= set(await response.json())
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return False
+
+    return Child(
+        name="faultproxy",
+        argv=[
+            *python_module("chaos.faultproxy"),
+            *("-host", "127.0.0.1", "-port", str(port), "-config", str(config)),
+        ],
+        env={},
+        url=url,
+        log_path=run_dir / "log" / "faultproxy.stderr.log",
+        probe=populated,
+        backoff_initial=0.5,  # every hop of the stack waits on it, as on Redis
+    )
 
 
 def _exists(module: str) -> bool:
@@ -72,9 +124,17 @@ def _exists(module: str) -> bool:
 
 
 def service_children(
-    settings: StackSettings, run_dir: Path, redis: StackRedis, secrets: StackSecrets
+    settings: StackSettings,
+    run_dir: Path,
+    redis: StackRedis,
+    secrets: StackSecrets,
+    proxies: Proxies | None = None,
 ) -> list[list[Child]]:
-    """One list per service (its instances start together), in dependency order."""
+    """One list per service (its instances start together), in dependency order.
+
+    With `proxies` (chaos mode), every hop of each child goes through its named proxy.
+    """
+    proxies = proxies or {}
     groups: list[list[Child]] = []
     for service in SERVICES:
         if not _exists(f"services.{service}.__main__"):
@@ -83,20 +143,27 @@ def service_children(
         for index in range(1, settings.instances(service) + 1):
             port = settings.service_port(service, index)
             instance = f"{service}-{index}"
+            direct = f"http://127.0.0.1:{port}"
+            env = {
+                "ASTRA_INSTANCE_ID": instance,
+                "ASTRA_HOST": "127.0.0.1",
+                "ASTRA_PORT": str(port),
+                "ASTRA_REDIS_URL": redis.url_as(service, proxies.get(f"{instance}_redis")),
+                "ASTRA_REGISTRY__TOKEN": secrets.registry_token,
+                "ASTRA_RUN_DIR": str(run_dir),
+                "ASTRA_TELEMETRY__LOG_STDERR": "false",  # the .jsonl file has them
+            }
+            if front := proxies.get(f"gateway_{instance}"):
+                env["ASTRA_PUBLIC_URL"] = front.url  # the gateway calls us through it
+                env["ASTRA_METRICS_URL"] = direct  # Prometheus does not
+            if database := proxies.get(f"{instance}_postgres"):
+                env["ASTRA_DATABASE_URL"] = via(settings.database_url, database.listen)
             group.append(
                 Child(
                     name=instance,
                     argv=python_module(f"services.{service}"),
-                    env={
-                        "ASTRA_INSTANCE_ID": instance,
-                        "ASTRA_HOST": "127.0.0.1",
-                        "ASTRA_PORT": str(port),
-                        "ASTRA_REDIS_URL": redis.url_as(service),
-                        "ASTRA_REGISTRY__TOKEN": secrets.registry_token,
-                        "ASTRA_RUN_DIR": str(run_dir),
-                        "ASTRA_TELEMETRY__LOG_STDERR": "false",  # the .jsonl file has them
-                    },
-                    url=f"http://127.0.0.1:{port}",
+                    env=env,
+                    url=direct,
                     log_path=run_dir / "log" / f"{instance}.stderr.log",
                 )
             )
@@ -113,7 +180,9 @@ def service_children(
                         "ASTRA_INSTANCE_ID": f"gateway-{index}",
                         "ASTRA_GATEWAY_HOST": "127.0.0.1",
                         "ASTRA_GATEWAY_PORT": str(port),
-                        "ASTRA_REDIS_URL": redis.url_as("gateway"),
+                        "ASTRA_REDIS_URL": redis.url_as(
+                            "gateway", proxies.get(f"gateway-{index}_redis")
+                        ),
                         "ASTRA_REGISTRY__TOKEN": secrets.registry_token,
                         "ASTRA_GATEWAY_OPERATOR_TOKEN": secrets.operator_token,
                         "ASTRA_RUN_DIR": str(run_dir),
@@ -143,6 +212,11 @@ async def run_stack(settings: StackSettings) -> int:
     except SecretsError as e:
         print(f"! {e}", flush=True)
         return 1
+    try:
+        proxies: Proxies = {p.name: p for p in proxies_for(settings)} if settings.chaos else {}
+    except ChaosConfigError as e:
+        print(f"! {e}", flush=True)
+        return 1
     redis = StackRedis(settings, run_dir, secrets)
     state: dict[str, object] = {}
 
@@ -165,7 +239,9 @@ async def run_stack(settings: StackSettings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     code = 0
-    startup = asyncio.create_task(_start_all(supervisor, settings, run_dir, redis, secrets))
+    startup = asyncio.create_task(
+        _start_all(supervisor, settings, run_dir, redis, secrets, proxies)
+    )
     stopped = asyncio.create_task(stop.wait())
     try:
         # Ctrl-C during start-up stops at once instead of after everything is ready.
@@ -187,10 +263,18 @@ async def run_stack(settings: StackSettings) -> int:
             print(f"  note: {note}")
         print(flush=True)
         state.update(
+            pid=os.getpid(),  # the supervisor's, so a load run can time its CPU too
             redis_url=redis.url,  # no credentials: those are in the secrets file
             secrets_file=str(settings.secrets_path.resolve()),
             ready_seconds=round(elapsed, 2),
         )
+        if proxies:
+            state["chaos"] = {
+                "api": f"http://127.0.0.1:{api_port(settings)}",
+                "proxies": {
+                    p.name: {"listen": p.listen, "upstream": p.upstream} for p in proxies.values()
+                },
+            }
         write_state()
         await stop.wait()
         print("stopping…", flush=True)
@@ -212,6 +296,7 @@ async def _start_all(
     run_dir: Path,
     redis: StackRedis,
     secrets: StackSecrets,
+    proxies: Proxies,
 ) -> list[str]:
     """Start each group once the one before is ready; a failing child stops its siblings.
 
@@ -219,7 +304,9 @@ async def _start_all(
     """
     if redis.child is not None:
         await supervisor.start(redis.child)
-    for group in service_children(settings, run_dir, redis, secrets):
+    if proxies:  # before any service: their Redis hops go through it
+        await supervisor.start(faultproxy_child(settings, run_dir, proxies))
+    for group in service_children(settings, run_dir, redis, secrets, proxies):
         async with asyncio.TaskGroup() as tasks:
             for child in group:
                 tasks.create_task(supervisor.start(child))

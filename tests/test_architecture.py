@@ -38,6 +38,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "bench": (*EVERYTHING, "tests"),
     # Drives the stack from outside and judges it by its route table and SLO file.
     "loadtests": ("gateway", "stack"),
+    # Chaos drills: start or attach to a stack, drive load and faults, read the results.
+    # `astra drill` runs `python -m drills` rather than importing it (stack stays below).
+    "drills": ("backbone", "chaos", "contracts", "gateway", "loadtests", "stack"),
 }
 KERNEL_OUTER = ("gateway", "services", "stack", "chaos", "contracts", "bench")
 

@@ -9,6 +9,8 @@
     reaper: XAUTOCLAIM entries idle > claim_idle_ms (crashed peers, failed retries)
     Redis away: every loop backs off (50 ms .. 2 s), logs once per outage, and
     recreates the groups (NOGROUP) when a Redis that lost its data comes back
+    Defences a chaos drill can switch off (BusSettings): `reaper_enabled` (the
+    reaper and the own-pending drain), `idempotency_markers` (the marker check)
 
 Nothing is acked before its handler succeeded; a crash anywhere leaves the entry
 pending, and the reaper or the restarted consumer (which drains its own pending
@@ -161,6 +163,9 @@ class Consumer:
             for stream in self._handlers
         }
         self._reaper_outage = Outage(log, f"consumer {group} reaper", **fields)
+        # The defence switches, read once (BusSettings says what turning each off means).
+        self._redeliver = settings.reaper_enabled
+        self._markers = settings.idempotency_markers
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -192,7 +197,9 @@ class Consumer:
             asyncio.create_task(self._read_loop(stream), name=f"consume:{self.group}:{stream}")
             for stream in self._handlers
         ]
-        self._tasks.append(asyncio.create_task(self._reap_loop(), name=f"reap:{self.group}"))
+        if self._redeliver:
+            self._tasks.append(asyncio.create_task(self._reap_loop(), name=f"reap:{self.group}"))
+        self._warn_defences_off()
         log.info("consumer started", extra={"group": self.group, "streams": self.streams})
 
     async def aclose(self, grace: float | None = None) -> None:
@@ -216,10 +223,12 @@ class Consumer:
             return
         await self._ensure_groups()
         for stream in self._handlers:
-            await self._drain_own_pending(stream)
+            if self._redeliver:
+                await self._drain_own_pending(stream)
             while await self._read_once(stream, block_ms=None):
                 pass
-            await self._reap_stream(stream)
+            if self._redeliver:
+                await self._reap_stream(stream)
 
     def __repr__(self) -> str:
         return (
@@ -244,7 +253,9 @@ class Consumer:
 
     async def _read_loop(self, stream: str) -> None:
         outage = self._outages[stream]
-        drained = recreated = False
+        # Reaper off: what this name holds pending stays pending (the defence is gone).
+        drained = not self._redeliver
+        recreated = False
         while not self._stopping.is_set():
             try:
                 if not drained:
@@ -262,12 +273,12 @@ class Consumer:
                     await self._recreate_groups()
                     recreated = True
                     continue
-                drained = False  # after an outage, first finish what we already hold
+                drained = not self._redeliver  # after an outage, first finish what we hold
                 await self._sleep(outage.failed(e))
             except Exception as e:  # a bug must not end the loop: the group would stall
                 log.exception("consumer read loop error", extra={"stream": stream})
                 self._note_error(e)
-                drained = False
+                drained = not self._redeliver
                 await self._sleep(outage.failed(e))
 
     async def _read_once(self, stream: str, block_ms: int | None) -> int:
@@ -391,7 +402,7 @@ class Consumer:
             if not events:
                 return
             failures = await self._failure_counts(fkey, events) if redelivered else {}
-            duplicates = await self._already_processed(stream, events)
+            duplicates = await self._already_processed(stream, events) if self._markers else set()
             commits: list[tuple[str, str, bool, Effects | None]] = []
             failed: list[tuple[Event[Any], str]] = []
             by_entry = {event.entry_id: event for event in events}
@@ -407,7 +418,8 @@ class Consumer:
                     event = _with_attempt(event, prior + 1)
                 outcome = await self._handle(stream, handler, event)
                 if isinstance(outcome, Effects):
-                    duplicates.add(event.event_id)
+                    if self._markers:  # a later copy in this batch is a duplicate
+                        duplicates.add(event.event_id)
                     entry = (event.event_id, event.entry_id, prior > 0, outcome)
                     if self._commit_each:
                         await self._commit_and_settle(stream, fkey, [entry], by_entry)
@@ -520,7 +532,7 @@ class Consumer:
         """Run the commit script; `(entry_id, error)` of events whose effects failed."""
         prefix = keys.processed_marker(stream, self.group, "")
         ttl = self.settings.processed_ttl_seconds
-        args = commit_args(stream, self.group, ttl, fkey, prefix, commits)
+        args = commit_args(stream, self.group, ttl, fkey, prefix, commits, markers=self._markers)
         results = await self._commit(keys=[], args=args)
         fresh = late_duplicates = 0
         errors: list[tuple[str, str]] = []
@@ -600,6 +612,23 @@ class Consumer:
         if "maxlen" in kwargs:
             return ("MAXLEN", "~", kwargs["maxlen"])
         return ("MINID", "~", kwargs["minid"])
+
+    def _warn_defences_off(self) -> None:
+        """Say loudly when a defence is off: only a chaos drill should ever do that."""
+        off = [
+            setting
+            for setting, on in (
+                ("ASTRA_BUS__REAPER_ENABLED=false", self._redeliver),
+                ("ASTRA_BUS__IDEMPOTENCY_MARKERS=false", self._markers),
+            )
+            if not on
+        ]
+        if off:
+            log.warning(
+                "consumer defences switched off (%s): events may be lost or applied twice",
+                ", ".join(off),
+                extra={"group": self.group, "consumer": self.name},
+            )
 
     def _note_error(self, error: BaseException) -> None:
         # Logged by the loop's Outage, once per outage, not here once per retry.

@@ -23,14 +23,18 @@ from __future__ import annotations
 
 from typing import Any
 
-# ARGV layout: stream, group, ttl, failures_key, marker_prefix, n_events, then per event:
-#   event_id, entry_id, meta (= 2 * n_cmds + had_failures), then per command: n_args, args...
+# ARGV layout: stream, group, ttl, failures_key, marker_prefix, markers (1/0), n_events,
+#   then per event: event_id, entry_id, meta (= 2 * n_cmds + had_failures), then per
+#   command: n_args, args...
 # The marker key is marker_prefix .. event_id: every argument the script need not
 # receive per event is time the client spends packing and the server parsing.
+# markers = 0 (BusSettings.idempotency_markers off, a chaos drill's "without defence"):
+# no marker is read or written, so every delivery applies its effects.
 COMMIT_SCRIPT = """
 local stream, group, ttl, fkey, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local n = tonumber(ARGV[6])
-local i = 7
+local markers = ARGV[6] == '1'
+local n = tonumber(ARGV[7])
+local i = 8
 local results = {}
 local ids = {}
 for e = 1, n do
@@ -39,7 +43,7 @@ for e = 1, n do
   local ncmds = math.floor(meta / 2)
   i = i + 3
   local marker = prefix .. event_id
-  local fresh = redis.call('EXISTS', marker) == 0
+  local fresh = (not markers) or redis.call('EXISTS', marker) == 0
   local err = nil
   for c = 1, ncmds do
     local nargs = tonumber(ARGV[i])
@@ -55,7 +59,7 @@ for e = 1, n do
     -- No marker, no ack: the consumer dead-letters the entry with this error.
     results[#results + 1] = 'effect failed: ' .. err
   else
-    if fresh then
+    if fresh and markers then
       redis.call('SET', marker, '1', 'EX', ttl)
     end
     if meta % 2 == 1 then
@@ -110,9 +114,22 @@ def commit_args(
     failures_key: str,
     marker_prefix: str,
     events: list[tuple[str, str, bool, Effects | None]],
+    *,
+    markers: bool = True,
 ) -> list[Any]:
-    """Flatten `(event_id, entry_id, had_failures, effects)` per event into the script's ARGV."""
-    args: list[Any] = [stream, group, ttl_seconds, failures_key, marker_prefix, len(events)]
+    """Flatten `(event_id, entry_id, had_failures, effects)` per event into the script's ARGV.
+
+    `markers=False` applies every event's effects, duplicates included (defence off).
+    """
+    args: list[Any] = [
+        stream,
+        group,
+        ttl_seconds,
+        failures_key,
+        marker_prefix,
+        1 if markers else 0,
+        len(events),
+    ]
     for event_id, entry_id, had_failures, effects in events:
         commands = effects.commands if effects is not None else ()
         args += (event_id, entry_id, 2 * len(commands) + had_failures)

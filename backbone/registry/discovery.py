@@ -11,7 +11,25 @@ expiry in Redis server time, mapped to the local monotonic clock) is hidden; a
 stale view stops that clock at the first failed refresh, and the first view
 read after an outage keeps the instances Redis forgot for one more TTL (time
 for them to beat again), so an outage of the registry never empties the routing
-table by itself.
+table by itself. `RegistrySettings.stale_cache=False` (`ASTRA_REGISTRY__STALE_CACHE=false`,
+a drill's `--without-defence`) turns that off: a failed refresh empties the view.
+
+Expired is not deregistered. A graceful shutdown deletes its record (and index
+member): the next refresh finds it gone before its expiry, and it is gone at
+once. A record that expired instead (the instance missed its heartbeats) may
+belong to an instance that lost only its own path to Redis and still does its
+job: trading without Redis still takes orders, its outbox holds the events
+(chaos drill 5). Discovery cannot tell that from a crash, so it does not route
+to it itself: `instances()` stays "live records only". It keeps such an instance
+as *lapsed* for `expired_grace_seconds` after its expiry (only one that was
+ready; draining ones are leaving), and `lapsed(service)` lists them for a
+caller with evidence of its own. The gateway routes to lapsed instances beside
+the live ones and calls `drop()` on the first attempt that fails (connection
+error, timeout, 5xx): a crashed instance costs one failed (retried) request,
+one that only lost Redis keeps serving until it beats again (then it is live)
+or the grace ends (then it is gone: nobody may be routed to forever on the
+strength of having once been registered). `astra_registry_instances_lapsed`
+counts them by service. Grace 0: an expired record is gone at once.
 """
 
 from __future__ import annotations
@@ -25,9 +43,10 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -45,6 +64,18 @@ View = Mapping[str, tuple[InstanceInfo, ...]]
 Listener = Callable[[View], Awaitable[None] | None]
 
 _NAME_RE = re.compile(NAME_PATTERN)
+
+
+@cache
+def _lapsed_gauge(registry: CollectorRegistry) -> Gauge:
+    """`astra_registry_instances_lapsed`, once per collector registry."""
+    return Gauge(
+        "astra_registry_instances_lapsed",
+        "Instances whose record expired (not deregistered) within the grace, kept "
+        "for callers' passive health (the gateway routes to them until one fails).",
+        ["service"],
+        registry=registry,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +145,10 @@ class Discovery:
         self._gauge_services: set[str] = set()
         self._listeners: list[Listener] = []
         self._carried: dict[str, dict[str, _Entry]] = {}  # see _carry_over
+        # Expired, not deregistered, within the grace (deadline: their expiry); see lapsed().
+        self._lapsed: dict[str, dict[str, _Entry]] = {}
+        self._dropped: set[tuple[str, str]] = set()  # lapsed ones a caller gave up on
+        self._lapsed_gauge = _lapsed_gauge(registry)
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -135,6 +170,40 @@ class Discovery:
         if now <= view.first_ready_deadline:
             return view.ready
         return tuple(e.info for e in view.entries if e.info.ready and now <= e.deadline)
+
+    def lapsed(self, service: str) -> tuple[InstanceInfo, ...]:
+        """Ready instances of `service` whose record expired (not deleted) less than
+        `expired_grace_seconds` ago and that nobody `drop()`ped: route to them only
+        on evidence of your own that they still work."""
+        grace = self._settings.expired_grace_seconds
+        if grace <= 0:
+            return ()
+        now = min(time.monotonic(), self._frozen_at)
+        found: list[InstanceInfo] = []
+        view = self._view.get(service)
+        if view is not None and now > view.first_ready_deadline:  # expired since the refresh
+            found += [
+                e.info
+                for e in view.entries
+                if e.info.ready
+                and e.deadline < now <= e.deadline + grace
+                and (service, e.info.instance_id) not in self._dropped
+            ]
+        found += [
+            e.info for e in self._lapsed.get(service, {}).values() if now <= e.deadline + grace
+        ]
+        return tuple(found)
+
+    def drop(self, service: str, instance_id: str) -> bool:
+        """End the grace of a lapsed instance now (the caller saw it fail). True if it was
+        lapsed; a live instance is not touched (its record says it is alive)."""
+        if not any(i.instance_id == instance_id for i in self.lapsed(service)):
+            return False
+        self._lapsed.get(service, {}).pop(instance_id, None)
+        self._dropped.add((service, instance_id))
+        self._lapsed_gauge.labels(service).set(len(self.lapsed(service)))
+        log.warning("registry: dropped lapsed instance %s/%s", service, instance_id)
+        return True
 
     def all_instances(self) -> dict[str, tuple[InstanceInfo, ...]]:
         """Every live instance whatever its status, by service (for operator views)."""
@@ -290,7 +359,9 @@ class Discovery:
         return view, rejected
 
     def _install(self, view: dict[str, _ServiceView]) -> bool:
-        view = self._carry_over(view, recovering=self._stale and self._last_success is not None)
+        recovering = self._stale and self._last_success is not None
+        self._note_lapses(view, recovering=recovering)
+        view = self._carry_over(view, recovering=recovering)
         before = {s: tuple(e.info for e in v.entries) for s, v in self._view.items()}
         after = {s: tuple(e.info for e in v.entries) for s, v in view.items()}
         self._view = view
@@ -342,9 +413,61 @@ class Discovery:
                 del self._carried[service]
         return merged
 
+    def _note_lapses(self, view: dict[str, _ServiceView], *, recovering: bool) -> None:
+        """Which instances Redis no longer lists expired (lapsed) rather than left.
+
+        An entry of the view that Redis stopped listing was deleted if its expiry is
+        still ahead (deregistration), and expired if it is past: the local deadline is
+        never later than Redis's expiry (it is mapped from a TIME read after the
+        request started), so a record Redis let expire always reads as past here.
+        After an outage, `_carry_over` keeps the forgotten ones instead.
+        """
+        now = time.monotonic()
+        grace = self._settings.expired_grace_seconds
+        lapsed: dict[str, dict[str, _Entry]] = {}
+        for service in {*self._view, *self._lapsed}:
+            new = view.get(service)
+            listed = {e.info.instance_id for e in new.entries} if new else set()
+            keep = {
+                i: e
+                for i, e in self._lapsed.get(service, {}).items()
+                if i not in listed and now <= e.deadline + grace
+            }
+            old = self._view.get(service)
+            if not recovering and old is not None and grace > 0:
+                carried = self._carried.get(service, {})
+                for entry in old.entries:
+                    instance_id = entry.info.instance_id
+                    if (
+                        instance_id in listed
+                        or instance_id in carried  # had its extra TTL already
+                        or (service, instance_id) in self._dropped
+                        or not entry.info.ready
+                    ):
+                        continue
+                    if entry.deadline <= now <= entry.deadline + grace:
+                        if instance_id not in keep:
+                            log.warning(
+                                "registry: %s/%s missed its heartbeats; lapsed for %.0fs",
+                                service,
+                                instance_id,
+                                entry.deadline + grace - now,
+                            )
+                        keep[instance_id] = entry
+            if keep:
+                lapsed[service] = keep
+        for service in {*self._lapsed, *lapsed}:
+            self._lapsed_gauge.labels(service).set(len(lapsed.get(service, {})))
+        self._lapsed = lapsed
+        self._dropped.clear()  # each is listed again (alive) or gone for good now
+
     def _mark_stale(self, started: float, error: BaseException) -> None:
         self._metrics.refresh_failures.inc()
         self._metrics.cache_stale.set(1)
+        if not self._settings.stale_cache:
+            self._forget_all(error)
+            self._stale = True
+            return
         if not self._stale:
             self._frozen_at = started
             log.warning(
@@ -355,6 +478,23 @@ class Discovery:
         else:
             log.debug("registry: discovery refresh failed again: %r", error)
         self._stale = True
+
+    def _forget_all(self, error: BaseException) -> None:
+        """The stale cache switched off: an unreadable registry is an empty one."""
+        if any(v.entries for v in self._view.values()) or self._lapsed or self._carried:
+            log.warning(
+                "registry: discovery refresh failed and the stale cache is off: "
+                "forgetting every instance: %r",
+                error,
+            )
+        self._view = {service: _ServiceView.of(()) for service in self._view}
+        self._carried.clear()
+        self._lapsed.clear()
+        self._dropped.clear()
+        for service in self._gauge_services:
+            for status in STATUSES:
+                self._metrics.instances.labels(service, status).set(0)
+            self._lapsed_gauge.labels(service).set(0)
 
     def _note_rejected(self, rejected: list[tuple[str, str, RecordRejected]]) -> None:
         seen: set[tuple[str, RejectReason]] = set()

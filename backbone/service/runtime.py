@@ -171,7 +171,7 @@ class Runtime(Generic[S, C]):
                 url=s.public_url,
                 version=s.version,
                 started_at=datetime.now(UTC),
-                metadata={**spec.metadata_tags},
+                metadata={**spec.metadata_tags, **s.registry_metadata()},
                 status="ready",
             ),
             s.registry,

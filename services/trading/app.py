@@ -9,6 +9,7 @@ from backbone.service import ContextSpec, OutboxParts, ServiceSpec, create_servi
 from contracts.trading import PositionUpdated, TradeExecuted
 from services.trading.config import Settings, get_settings
 from services.trading.deps import TradingContext
+from services.trading.dualwrite import DirectPublish
 from services.trading.errors import TradingError
 from services.trading.ledger import Ledger
 from services.trading.market import Market
@@ -28,6 +29,12 @@ async def _build(parts: OutboxParts[Settings]) -> TradingContext:
         market,
         starting_cash=settings.starting_cash,
         row_locks=parts.engine.dialect.name == "postgresql",
+        # ASTRA_OUTBOX__ENABLED=false (chaos drills only): the dual write, see dualwrite.py.
+        direct=(
+            None
+            if settings.outbox.enabled
+            else DirectPublish(parts.publisher, parts.metrics_registry)
+        ),
     )
     return TradingContext(ledger)
 

@@ -4,7 +4,9 @@
 
 One fill = one SQL transaction: the account's cash and trade count, the position,
 the order row and the two outbox events commit together or not at all; the relay
-is woken after the commit.
+is woken after the commit. With the outbox switched off (`ASTRA_OUTBOX__ENABLED=false`,
+a chaos drill only) the events are published after the commit instead, in the
+request path (`services/trading/dualwrite.py`), and lost if Redis refuses them.
 
 Orders of one user never interleave, so they cannot overspend:
   - a per-user asyncio lock inside this process (on every backend: it also keeps
@@ -31,9 +33,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backbone.bus.streams import EventType
 from backbone.ids import uuid7
 from backbone.outbox import Outbox, OutboxRelay
 from contracts.api.trading import Side
@@ -44,6 +49,7 @@ from contracts.trading import (
     TradeExecutedData,
 )
 from services.trading import store
+from services.trading.dualwrite import DirectPublish
 from services.trading.errors import (
     IdempotencyKeyReused,
     InsufficientFunds,
@@ -70,6 +76,8 @@ class Trader:
 class Fill:
     order: Order
     replayed: bool  # True: an earlier request with the same Idempotency-Key filled it
+    # Outbox off only: the events to publish once the fill has committed.
+    events: tuple[tuple[EventType[Any], BaseModel], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +118,14 @@ class Ledger:
         *,
         starting_cash: Decimal,
         row_locks: bool,
+        direct: DirectPublish | None = None,
     ) -> None:
         self._sessions = sessions
         self._outbox = outbox
         self._relay = relay
+        # None: events go through the outbox (the default). Set: the outbox is off
+        # (OutboxSettings.enabled), and events are published after the commit.
+        self._direct = direct
         self.market = market
         self.starting_cash = starting_cash
         self._row_locks = row_locks  # PostgreSQL: SELECT ... FOR UPDATE
@@ -140,7 +152,11 @@ class Ledger:
         fingerprint = _fingerprint(symbol, side, quantity)
         async with self._serialized(trader.user_id):
             fill = await self._fill(trader, symbol, side, quantity, idempotency_key, fingerprint)
-        if not fill.replayed:
+            if self._direct is not None and fill.events:
+                # Committed already; inside the user's lock so their events keep the
+                # order of their trades. A refusal is logged and counted, not raised.
+                await self._direct.publish_committed(fill.order.id, fill.events)
+        if not fill.replayed and self._direct is None:
             self._relay.notify()
         return fill
 
@@ -186,7 +202,11 @@ class Ledger:
                 executed_at=now,
             )
             await store.insert_order(session, order)
-            await self._publish(session, trader, order, change)
+            events = _events(trader, order, change)
+            if self._direct is not None:
+                return Fill(order, replayed=False, events=events)  # published after commit
+            for event_type, data in events:
+                await self._outbox.add(session, event_type, data)
         return Fill(order, replayed=False)
 
     async def _buy(
@@ -233,38 +253,6 @@ class Ledger:
         balance = await store.credit(session, user_id, notional, now)
         return _Change(balance, notional, left, average, realized)
 
-    async def _publish(
-        self, session: AsyncSession, trader: Trader, order: Order, change: _Change
-    ) -> None:
-        await self._outbox.add(
-            session,
-            TradeExecuted,
-            TradeExecutedData(
-                order_id=order.id,
-                user_id=trader.user_id,
-                username=trader.username,
-                symbol=order.symbol,
-                side=order.side,
-                quantity=order.quantity,
-                price=order.price,
-                notional=order.notional,
-                realized_pnl=order.realized_pnl,
-                trade_number=order.trade_number,
-                executed_at=order.executed_at,
-            ),
-        )
-        await self._outbox.add(
-            session,
-            PositionUpdated,
-            PositionUpdatedData(
-                user_id=trader.user_id,
-                symbol=order.symbol,
-                quantity=change.quantity,
-                average_price=change.average_price,
-                cash=change.balance.cash,
-            ),
-        )
-
     async def order(self, user_id: str, order_id: str) -> Order:
         async with self._sessions() as session:
             found = await store.order_by_id(session, user_id, order_id)
@@ -299,6 +287,40 @@ class Ledger:
             )
         equity = cash + sum((h.market_value for h in holdings), ZERO)
         return Portfolio(cash=cash, positions=holdings, equity=equity)
+
+
+def _events(
+    trader: Trader, order: Order, change: _Change
+) -> tuple[tuple[EventType[Any], BaseModel], ...]:
+    """The two events a fill publishes: the trade, then the position it left."""
+    return (
+        (
+            TradeExecuted,
+            TradeExecutedData(
+                order_id=order.id,
+                user_id=trader.user_id,
+                username=trader.username,
+                symbol=order.symbol,
+                side=order.side,
+                quantity=order.quantity,
+                price=order.price,
+                notional=order.notional,
+                realized_pnl=order.realized_pnl,
+                trade_number=order.trade_number,
+                executed_at=order.executed_at,
+            ),
+        ),
+        (
+            PositionUpdated,
+            PositionUpdatedData(
+                user_id=trader.user_id,
+                symbol=order.symbol,
+                quantity=change.quantity,
+                average_price=change.average_price,
+                cash=change.balance.cash,
+            ),
+        ),
+    )
 
 
 def _fingerprint(symbol: str, side: str, quantity: Decimal) -> str:

@@ -93,8 +93,9 @@ def render(settings: StackSettings, run_dir: Path) -> Path:
 
 def rule_files(settings: StackSettings) -> list[Path]:
     """The symptom alerts and the SLO rules of the profile (normal, or drill)."""
-    slo = DRILL_RULES if settings.drill else SLO_RULES
-    return [*sorted(RULES.glob("*.yml")), *sorted(slo.glob("*.yml"))]
+    if settings.drill:  # the symptom alerts' drill copies (symptoms-*.yml) are in there
+        return sorted(DRILL_RULES.glob("*.yml"))
+    return [*sorted(RULES.glob("*.yml")), *sorted(SLO_RULES.glob("*.yml"))]
 
 
 def monitoring_children(

@@ -6,7 +6,10 @@
 `python -m stack.observe.sd` (started by `astra up` before Prometheus). Discovery
 follows every service in the registry, the gateway included, so an instance that
 registers is scraped after one discovery poll plus one Prometheus SD refresh, and a
-dead one disappears one registry TTL after its last heartbeat.
+dead one disappears one registry TTL after its last heartbeat. An instance behind a
+chaos proxy (`astra up --chaos`) registers the proxy as its `url` and its own address
+as `metadata["metrics_url"]`: Prometheus scrapes that one, so it sees the faults
+without suffering them.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backbone.config import RegistrySettings, require_secret
+from backbone.process import METRICS_URL
 from backbone.registry import Discovery, InstanceInfo
+from backbone.registry._record import HostPolicy, RecordRejected
 
 DISCOVERY: web.AppKey[Discovery] = web.AppKey("discovery", Discovery)
+HOSTS: web.AppKey[HostPolicy] = web.AppKey("hosts", HostPolicy)
 ALERTS_FILE: web.AppKey[Path] = web.AppKey("alerts_file", Path)
 
 
@@ -49,12 +55,31 @@ class ObserveSettings(BaseSettings):
         return self
 
 
-def targets(view: dict[str, tuple[InstanceInfo, ...]]) -> list[dict[str, object]]:
+def scrape_url(info: InstanceInfo, hosts: HostPolicy | None = None) -> str:
+    """`metadata["metrics_url"]` when set (and, given `hosts`, allowed), else `url`.
+
+    Discovery checked `url` against the allowed hosts; the metrics URL is held to the
+    same policy, so a record cannot point Prometheus anywhere its `url` could not.
+    """
+    metrics = info.metadata.get(METRICS_URL, "")
+    if not metrics:
+        return info.url
+    if hosts is not None:
+        try:
+            hosts.check(metrics)
+        except RecordRejected:
+            return info.url
+    return metrics
+
+
+def targets(
+    view: dict[str, tuple[InstanceInfo, ...]], hosts: HostPolicy | None = None
+) -> list[dict[str, object]]:
     """The http_sd document: one target group per instance, labelled service/instance."""
     groups: list[dict[str, object]] = []
     for service in sorted(view):
         for info in view[service]:
-            address = urlsplit(info.url).netloc
+            address = urlsplit(scrape_url(info, hosts)).netloc
             if not address:
                 continue
             groups.append(
@@ -74,9 +99,10 @@ def targets(view: dict[str, tuple[InstanceInfo, ...]]) -> list[dict[str, object]
 
 async def _targets(request: web.Request) -> web.Response:
     """Every live instance of every registered service, as Prometheus http_sd JSON."""
-    discovery = request.app[DISCOVERY]
+    discovery, hosts = request.app[DISCOVERY], request.app[HOSTS]
     return web.Response(
-        body=orjson.dumps(targets(discovery.all_instances())), content_type="application/json"
+        body=orjson.dumps(targets(discovery.all_instances(), hosts)),
+        content_type="application/json",
     )
 
 
@@ -105,9 +131,12 @@ async def _alerts(request: web.Request) -> web.Response:
     return web.json_response({"status": "recorded"})
 
 
-def create_app(discovery: Discovery, alerts_file: Path) -> web.Application:
+def create_app(
+    discovery: Discovery, alerts_file: Path, hosts: HostPolicy | None = None
+) -> web.Application:
     app = web.Application()
     app[DISCOVERY] = discovery
+    app[HOSTS] = hosts or HostPolicy(RegistrySettings().allowed_hosts)
     app[ALERTS_FILE] = alerts_file
     app.router.add_get("/targets", _targets)
     app.router.add_post("/alerts", _alerts)
@@ -122,7 +151,8 @@ async def serve(settings: ObserveSettings, host: str, port: int) -> None:
     )
     discovery = Discovery(redis, settings.registry, services=None)
     await discovery.start()
-    runner = web.AppRunner(create_app(discovery, settings.run_dir / "alerts.jsonl"))
+    hosts = HostPolicy(settings.registry.allowed_hosts)
+    runner = web.AppRunner(create_app(discovery, settings.run_dir / "alerts.jsonl", hosts))
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -43,7 +43,9 @@ from prometheus_client.utils import floatToGoString
 
 from backbone.bus.metrics import FRESHNESS_BUCKETS
 from backbone.telemetry.http_metrics import LATENCY_BUCKETS
+from stack.slo.durations import duration
 from stack.slo.spec import Alert, SloDefinition, SloFile, SloSpecError, load_spec
+from stack.slo.symptoms import drill_copies
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "alerts" / "slos.yaml"
@@ -113,18 +115,6 @@ class Profile:
 NORMAL = Profile("normal", 1, "rules", "slo-")
 DRILL = Profile("drill", 60, "rules-drill", "slo-drill-")
 PROFILES = (NORMAL, DRILL)
-
-
-def duration(seconds: int) -> str:
-    """Prometheus duration: 90061 -> '1d1h1m1s', 0 -> '0s'."""
-    if seconds == 0:
-        return "0s"
-    out = ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            out += f"{seconds // size}{unit}"
-            seconds %= size
-    return out
 
 
 def _num(value: float) -> str:
@@ -619,6 +609,7 @@ def generated(path: Path = SPEC) -> dict[Path, str]:
             )
             for suffix, text in test_files(spec, slo, profile).items():
                 files[alerts / "tests" / f"{profile.test_prefix}{slo.name}{suffix}.test.yml"] = text
+    files.update(drill_copies(alerts, DRILL.factor, DRILL.rules_dir))
     return files
 
 
@@ -627,6 +618,7 @@ def _owned(alerts: Path) -> list[Path]:
         [
             *(alerts / "rules").glob("slo-*.yml"),
             *(alerts / "rules-drill").glob("slo-*.yml"),
+            *(alerts / "rules-drill").glob("symptoms-*.yml"),
             *(alerts / "tests").glob("slo-*.test.yml"),
         ]
     )

@@ -47,7 +47,7 @@ def test_ejection_backs_off_and_panics_when_all_are_ejected() -> None:
         "s",
         UpstreamSettings(eject_after_failures=2, ejection_seconds=1, max_ejection_seconds=3),
         clock=clock,
-        on_eject=lambda _s, i, secs: ejected.append((i, secs)),
+        on_eject=lambda _s, i, secs, _why: ejected.append((i, secs)),
     )
     a, b = _instances("a", "b")
     for _ in range(2):

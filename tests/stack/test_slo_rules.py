@@ -154,3 +154,20 @@ def test_one_bad_event_among_the_minimum_cannot_cross_any_threshold() -> None:
             assert n >= MIN_EVENTS
             assert not 1 / n > threshold(slo, tier), (slo.name, tier.name, n)
             assert 1 / (n - 1) > threshold(slo, tier) or n == MIN_EVENTS  # the least such n
+
+
+def test_the_drill_copies_of_the_symptom_alerts_divide_time_and_only_time() -> None:
+    from stack.slo.symptoms import drill_copies
+
+    copies = drill_copies(SPEC.parent, DRILL.factor)
+    bus = yaml.safe_load(copies[SPEC.parent / "rules-drill" / "symptoms-bus.yml"])
+    rules = {r["alert"]: r for g in bus["groups"] for r in g["rules"]}
+    assert rules["OutboxBacklogStale"]["for"] == "5s"  # 5m / 60
+    assert rules["OutboxBacklogStale"]["expr"].endswith("> 1")  # 60 s, a duration: / 60
+    assert rules["BusConsumerLagHigh"]["expr"].endswith("> 1000")  # a count: unchanged
+    assert "[15s]" in rules["BusDeadLettersGrowing"]["expr"]  # [15m] / 60
+    platform = yaml.safe_load(copies[SPEC.parent / "rules-drill" / "symptoms-platform.yml"])
+    breaker = next(
+        r for g in platform["groups"] for r in g["rules"] if r["alert"] == "GatewayBreakerOpen"
+    )
+    assert breaker["for"] == "2s"

@@ -97,12 +97,18 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def free_offset() -> int:
-    """A port offset whose ports are all free, below the ephemeral range (32768+)."""
+def free_offset(chaos: bool = False) -> int:
+    """A port offset whose ports are all free, below the ephemeral range (32768+).
+
+    `chaos`: the fault proxy's API and proxies too (stack.chaos: up to port 18200).
+    """
     for _ in range(50):
-        offset = random.randrange(10_000, 23_000, 100)
+        offset = random.randrange(10_000, 14_000 if chaos else 23_000, 100)
         # redis, gateway replicas, service instances, monitoring (9090-9199)
         ports = [6390, *range(8000, 8010), *range(8100, 8200), *range(9090, 9200)]
+        if chaos:  # faultproxy API; Redis proxies; PostgreSQL proxies; gateway -> instance
+            ports += [8474, *range(16000, 16010), *range(16100, 16200)]
+            ports += [*range(17100, 17200), *range(18100, 18200)]
         if all(_port_free(port + offset) for port in ports):
             return offset
     raise RuntimeError("no free port range for a stack")
@@ -118,7 +124,7 @@ def running_stack(tmp: Path, env: Mapping[str, str] = {}) -> Iterator[Stack]:
     full_env = {
         **os.environ,
         "ASTRA_RUN_DIR": str(run_dir),
-        "ASTRA_PORT_OFFSET": str(free_offset()),
+        "ASTRA_PORT_OFFSET": str(free_offset(env.get("ASTRA_CHAOS", "") in ("1", "true"))),
         **FAST_STACK_ENV,
         "PYTHONPATH": str(ROOT),
         **env,

@@ -1,0 +1,1 @@
+"""Chaos drills with verdicts: faults through the Toxiproxy API under Locust load."""

@@ -1,0 +1,495 @@
+"""One drill, start to verdict, with a rollback that always runs.
+
+    reset (no toxic, nothing stopped, from any earlier run)
+    -> load (Locust personas, pool accounts) -> baseline: hypothesis "before"
+    -> inject the fault (Toxiproxy API / signals) -> observe: aborts, alerts, timeline
+    -> hypothesis "during" -> remove (rollback) -> recover: "after" within the budget
+    -> stop load -> event accounting -> verdict -> journal
+
+The fault goes in only through the Toxiproxy HTTP API (`chaos.client`) and process
+signals, so the same drill runs against the real Toxiproxy. The rollback (`POST
+/reset`, SIGCONT what was paused, wait for the supervisor to restart what was killed)
+runs in a `finally`, also on Ctrl-C, SIGTERM, an abort or a crash of the runner.
+
+Verdicts: `aborted` (an abort condition held), `failed` (a probe out of tolerance in a
+phase it is judged in, the hypothesis not back within the recovery budget, an expected
+alert that did not fire in time, a forbidden alert that fired, or accounting not
+exact), else `passed`. The journal has Chaos Toolkit's shape (`status`, `deviated`,
+`steady_states`, `run`, `rollbacks`) plus alerts, times to detect and recover, the
+event accounting and a per-second timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import math
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chaos.client import NotFound, ToxiproxyClient
+from drills import accounting
+from drills.load import BackgroundLoad
+from drills.observe import AlertRecord, Watch
+from drills.spec import (
+    DisableFault,
+    Drill,
+    Phase,
+    RedisStopFault,
+    SignalFault,
+    ToxicFault,
+    check_targets,
+    matching,
+)
+from drills.stackio import RunningStack
+
+Progress = Callable[[str, float, dict[str, float | None]], None]
+TOXIC_NAME = "drill"
+RECOVERY_WINDOW_SECONDS = 10.0  # the "after" probes look back this far while recovering
+
+
+def _quiet(_: str, __: float, ___: dict[str, float | None]) -> None:
+    return None
+
+
+def _step(activity: str, error: object = None) -> dict[str, str]:
+    return {"activity": activity, "status": "succeeded" if error is None else f"failed: {error}"}
+
+
+@dataclass
+class _Journal:
+    drill: Drill
+    run_id: str
+    without_defence: bool
+    start: float = field(default_factory=time.time)
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    run: list[dict[str, Any]] = field(default_factory=list)
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
+    steady: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fault: dict[str, Any] = field(default_factory=dict)
+    abort: dict[str, Any] | None = None
+    time_to_recover: float | None = None
+    timeline_t: list[float] = field(default_factory=list)
+    timeline: dict[str, list[float | None]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def phase(self, name: str) -> None:
+        now = time.time()
+        if self.phases and self.phases[-1]["end"] is None:
+            self.phases[-1]["end"] = now
+        self.phases.append({"name": name, "start": now, "end": None})
+
+    def activity(self, name: str, status: str, output: str = "", start: float = 0.0) -> None:
+        now = time.time()
+        self.run.append(
+            {
+                "activity": name,
+                "start": start or now,
+                "end": now,
+                "status": status,
+                "output": output,
+            }
+        )
+
+
+class DrillRun:
+    """Runs `drill` against `stack` (chaos mode, drill profile); `await run()` returns
+    the journal (a dict, as written to `<out>/<drill>.json`)."""
+
+    def __init__(
+        self,
+        drill: Drill,
+        stack: RunningStack,
+        out: Path,
+        run_id: str,
+        *,
+        without_defence: bool = False,
+        progress: Progress = _quiet,
+        time_scale: float = 1.0,
+    ) -> None:
+        self.drill, self.stack, self.out, self.run_id = drill, stack, out, run_id
+        self.progress = progress
+        self.scale = time_scale  # tests may shorten the phases; 1.0 = as the file says
+        self.journal = _Journal(drill, run_id, without_defence)
+        self.alerts = AlertRecord()
+        self.load: BackgroundLoad | None = None
+        self.watch: Watch | None = None
+        self.toxiproxy = ToxiproxyClient(stack.toxiproxy)
+        self._paused: list[str] = []
+        self._killed: dict[str, int] = {}
+        self._sampler: asyncio.Task[None] | None = None
+        self._phase = "start"
+        self._load_stats: dict[str, Any] = {}
+
+    # -- the drill -------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        check_targets(self.drill, self.stack.proxies, self.stack.processes)
+        try:
+            await self._clean_slate()
+            await self._start_load()
+            self._sampler = asyncio.create_task(self._sample_forever())
+            if await self._baseline():
+                await self._inject()
+                try:
+                    await self._observe()
+                finally:
+                    await self._rollback()
+                await self._recover()
+        except asyncio.CancelledError:
+            self.journal.problems.append("interrupted (Ctrl-C or SIGTERM): rolled back")
+            raise
+        finally:
+            await self._rollback()  # idempotent: a second pass finds nothing left to undo
+            if self._sampler is not None:
+                self._sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sampler
+            load_stats = await asyncio.to_thread(self.load.stop) if self.load else {}
+            self.journal.run.append({"activity": "load stopped", "status": "succeeded"})
+            self._load_stats = load_stats
+            await self.toxiproxy.aclose()
+        counted = await self._account()
+        if self.watch is not None:
+            await self.watch.aclose()
+        return self._verdict(counted)
+
+    async def _clean_slate(self) -> None:
+        """No toxic and no paused process from an earlier, interrupted run."""
+        await self.toxiproxy.wait_ready()
+        await self.toxiproxy.reset()
+        for name in self.stack.processes:
+            with contextlib.suppress(Exception):
+                self.stack.signal(name, signal.SIGCONT)
+        self.journal.activity("reset toxics and resume every process", "succeeded")
+
+    async def _start_load(self) -> None:
+        self.journal.phase("load")
+        seconds = self._seconds(
+            self.drill.baseline_seconds + self.drill.duration_seconds + self.drill.recovery_seconds
+        )
+        started = time.time()
+        self.load = await asyncio.to_thread(
+            BackgroundLoad.start,
+            self.stack.gateway,
+            self.out / f"{self.drill.id}-load",
+            self.run_id,
+            self.drill.load,
+            seconds + 30,
+        )
+        token = self.load.accounts[0]["token"] if self.load.accounts else None
+        self.watch = Watch(self.stack.prometheus, self.stack.gateway, token)
+        self.journal.activity(
+            f"load: {self.drill.load.rate:g} tasks/s, {self.drill.load.users} users, "
+            f"mix {self.drill.load.mix}, {len(self.load.accounts)} pool accounts",
+            "succeeded",
+            start=started,
+        )
+
+    async def _baseline(self) -> bool:
+        self.journal.phase("baseline")
+        self._phase = "baseline"
+        await self._wait(self._seconds(self.drill.baseline_seconds))
+        held = await self._judge("before", self._seconds(self.drill.baseline_seconds))
+        if not held:
+            self.journal.problems.append("the steady state did not hold before the fault")
+        return held
+
+    async def _inject(self) -> None:
+        self.journal.phase("inject")
+        self._phase = "fault"
+        fault, target = self.drill.fault, self.drill.target
+        start = time.time()
+        if fault is None or target is None:  # the clean drill: the same phases, no fault
+            self.journal.fault = {"kind": "none", "targets": [], "start": start, "end": None}
+            self.journal.activity("inject: nothing (the control)", "succeeded", start=start)
+            return
+        if isinstance(fault, (ToxicFault, DisableFault)):
+            names = self._blast(matching(target.proxies, self.stack.proxies), target.share)
+            for name in names:
+                proxy = await self.toxiproxy.get_proxy(name)
+                if isinstance(fault, ToxicFault):
+                    t = fault.toxic
+                    await proxy.add_toxic(
+                        t.type,
+                        stream=t.stream,
+                        toxicity=t.toxicity,
+                        name=TOXIC_NAME,
+                        **{k: int(v) for k, v in t.attributes.items()},
+                    )
+                else:
+                    await proxy.disable()
+            what = f"{fault.kind} on {', '.join(names)}"
+        elif isinstance(fault, SignalFault):
+            names = self._blast(matching(target.processes, self.stack.processes), target.share)
+            for name in names:
+                if fault.signal == "SIGSTOP":
+                    self._paused.append(name)
+                    self.stack.signal(name, signal.SIGSTOP)
+                else:
+                    self._killed[name] = self.stack.signal(name, signal.SIGKILL)
+            what = f"{fault.signal} to {', '.join(names)}"
+        elif isinstance(fault, RedisStopFault):
+            names = ["redis"]
+            self._paused.append("redis")
+            self.stack.signal("redis", signal.SIGSTOP)
+            what = "redis-server paused (SIGSTOP)"
+        else:  # pragma: no cover - the spec's union is exhaustive
+            raise AssertionError(fault)
+        self.journal.fault = {"kind": fault.kind, "targets": names, "start": start, "end": None}
+        self.journal.activity(f"inject: {what}", "succeeded", start=start)
+
+    async def _observe(self) -> None:
+        self.journal.phase("observe")
+        assert self.watch is not None
+        deadline = time.monotonic() + self._seconds(self.drill.duration_seconds)
+        held_since: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            for abort in self.drill.abort:
+                value = await self.watch.aborting(abort)
+                if value is not None and value > abort.above:
+                    since = held_since.setdefault(abort.name, time.monotonic())
+                    if time.monotonic() - since >= abort.for_seconds:
+                        self.journal.abort = {
+                            "condition": f"{abort.name}: {value:.4g} > {abort.above:g} "
+                            f"for {abort.for_seconds:g} s",
+                            "at": time.time(),
+                        }
+                        return
+                else:
+                    held_since.pop(abort.name, None)
+            await asyncio.sleep(1.0)  # the observation cadence, not a synchronisation
+        await self._judge("during", self._seconds(self.drill.duration_seconds))
+
+    async def _rollback(self) -> None:
+        """Undo the fault; safe to call twice (a second call finds nothing to undo)."""
+        if self.journal.fault and self.journal.fault.get("end") is None:
+            self.journal.fault["end"] = time.time()
+            self.journal.phase("remove")
+        done = self.journal.rollbacks
+        try:
+            await asyncio.wait_for(self.toxiproxy.reset(), 10)
+            if self.journal.fault and not done:
+                done.append(_step("POST /reset (toxics removed, proxies enabled)"))
+        except Exception as e:  # report it; the rest must still run
+            done.append(_step("POST /reset", e))
+        for name in list(self._paused):
+            try:
+                self.stack.signal(name, signal.SIGCONT)
+                done.append(_step(f"SIGCONT {name}"))
+            except Exception as e:  # as above
+                done.append(_step(f"SIGCONT {name}", e))
+            self._paused.remove(name)
+        for name, old_pid in list(self._killed.items()):
+
+            def restarted(name: str = name, old_pid: int = old_pid) -> bool:
+                return self.stack.alive(name) and self.stack.pid(name) != old_pid
+
+            ok = await self._poll(restarted, 60)
+            done.append(
+                _step(f"{name} restarted by the supervisor", None if ok else "not within 60 s")
+            )
+            del self._killed[name]
+
+    async def _recover(self) -> None:
+        self.journal.phase("recover")
+        self._phase = "recover"
+        removed = self.journal.fault.get("end") or time.time()
+        deadline = time.monotonic() + self._seconds(self.drill.recovery_seconds)
+        window = min(RECOVERY_WINDOW_SECONDS, self._seconds(self.drill.recovery_seconds))
+        await self._wait(min(window, self._seconds(self.drill.recovery_seconds)))
+        while True:
+            if await self._judge("after", window, record=False):
+                self.journal.time_to_recover = round(time.time() - removed, 1)
+                await self._judge("after", window)
+                return
+            if time.monotonic() >= deadline:
+                await self._judge("after", window)
+                self.journal.problems.append(
+                    f"the steady state did not return within {self.drill.recovery_seconds:g} s"
+                )
+                return
+            await asyncio.sleep(2.0)  # re-judging cadence
+
+    # -- probes, timeline, accounting ------------------------------------------------
+
+    async def _judge(self, phase: Phase, window: float, record: bool = True) -> bool:
+        assert self.watch is not None
+        probes = []
+        for probe in self.drill.hypothesis:
+            if phase not in probe.phases:
+                continue
+            value = await self.watch.probe(probe, window)
+            met = probe.tolerance.holds(value)
+            probes.append(
+                {
+                    "name": probe.name,
+                    "kind": probe.kind,
+                    "value": None if value is None else round(value, 6),
+                    "tolerance": probe.tolerance.model_dump(exclude_none=True),
+                    "met": met,
+                }
+            )
+        met = all(p["met"] for p in probes)
+        if record:
+            self.journal.steady[phase] = {"met": met, "probes": probes, "at": time.time()}
+        return met
+
+    async def _sample_forever(self) -> None:
+        assert self.watch is not None
+        while True:
+            started = time.monotonic()
+            try:
+                values = await self.watch.sample()
+                self.alerts.seen(await self.watch.firing())
+            except Exception:  # a missed sample is a gap, not a failure
+                values = {}
+            now = time.time()
+            self.journal.timeline_t.append(round(now, 2))
+            for name, value in values.items():
+                series = self.journal.timeline.setdefault(name, [])
+                series.extend([None] * (len(self.journal.timeline_t) - 1 - len(series)))
+                series.append(value)
+            self.progress(self._phase, now - self.journal.start, values)
+            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+    async def _account(self) -> accounting.Count:
+        if self.load is None:
+            return accounting.Count(incomplete=["no load ran"])
+        return await accounting.settle(
+            self.stack.gateway,
+            self.stack.redis_url_as("operator"),
+            self.load.accounts,
+            within=self.drill.accounting.settle_seconds,
+        )
+
+    # -- verdict ---------------------------------------------------------------------
+
+    def _verdict(self, counted: accounting.Count) -> dict[str, Any]:
+        j, drill = self.journal, self.drill
+        if j.phases and j.phases[-1]["end"] is None:
+            j.phases[-1]["end"] = time.time()
+        periods = self.alerts.close()
+        fault_start = j.fault.get("start")
+        expected: list[dict[str, Any]] = []
+        for alert in drill.alerts.expected:
+            fired = self.alerts.fired_after(alert.name, fault_start) if fault_start else None
+            expected.append(
+                {
+                    "name": alert.name,
+                    "within_seconds": alert.within_seconds,
+                    "fired_after": fired,
+                    "met": fired is not None and fired <= alert.within_seconds,
+                }
+            )
+        seen = {p["name"] for p in periods}
+        forbidden = [
+            {"name": glob, "which": sorted(n for n in seen if fnmatch.fnmatchcase(n, glob))}
+            for glob in drill.alerts.forbidden
+        ]
+        named = {a.name for a in drill.alerts.expected} | set(drill.alerts.allowed)
+        unexpected = sorted(
+            n
+            for n in seen
+            if n not in named and not any(fnmatch.fnmatchcase(n, g) for g in drill.alerts.forbidden)
+        )
+        deviated = any(not s["met"] for s in j.steady.values()) or "after" not in j.steady
+        problems = list(j.problems)
+        for a in expected:
+            if not a["met"]:
+                problems.append(f"{a['name']} did not fire within {a['within_seconds']:g} s")
+        for f in forbidden:
+            if f["which"]:
+                problems.append(f"forbidden alert fired: {', '.join(f['which'])}")
+        if not counted.exact:
+            incomplete = "; ".join(counted.incomplete)[:300]
+            problems.append(
+                f"event accounting: {counted.lost} lost, {counted.duplicated} duplicated"
+                + (f", incomplete: {incomplete}" if incomplete else "")
+            )
+        for r in j.rollbacks:
+            if r["status"] != "succeeded":
+                problems.append(f"rollback {r['activity']}: {r['status']}")
+        status = "aborted" if j.abort else "failed" if deviated or problems else "passed"
+        detect = [float(a["fired_after"]) for a in expected if a["fired_after"] is not None]
+        return {
+            "drill": drill.id,
+            "title": drill.title,
+            "description": drill.description,
+            "run_id": self.run_id,
+            "status": status,
+            "deviated": deviated,
+            "problems": problems,
+            "without_defence": j.without_defence,
+            "defence": {
+                "name": drill.defence.name,
+                "setting": " ".join(f"{k}={v}" for k, v in drill.defence.disable.items()),
+            },
+            "start": j.start,
+            "end": time.time(),
+            "phases": j.phases,
+            "fault": j.fault,
+            "steady_states": {p: j.steady.get(p) for p in ("before", "during", "after")},
+            "run": j.run,
+            "rollbacks": j.rollbacks,
+            "alerts": {
+                "expected": expected,
+                "forbidden": [
+                    {"name": f["name"], "fired": bool(f["which"]), "which": f["which"]}
+                    for f in forbidden
+                ],
+                "unexpected": unexpected,
+                "periods": periods,
+            },
+            "abort": j.abort,
+            "time_to_detect": min(detect) if detect else None,
+            "time_to_recover": j.time_to_recover,
+            "accounting": counted.to_json(),
+            "load": {"rate": drill.load.rate, "users": drill.load.users, **self._load_stats},
+            "timeline": {"t": j.timeline_t, "series": j.timeline, "alerts_firing": periods},
+        }
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _seconds(self, seconds: float) -> float:
+        return max(1.0, seconds * self.scale)
+
+    @staticmethod
+    def _blast(names: list[str], share: float) -> list[str]:
+        """The first ceil(share x n) of the matched names: the blast radius."""
+        return names[: max(1, math.ceil(share * len(names)))]
+
+    async def _wait(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)  # a phase's length, by design: not a synchronisation
+
+    @staticmethod
+    async def _poll(check: Callable[[], bool], within: float) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if check():
+                    return True
+            await asyncio.sleep(0.25)
+        return False
+
+
+async def run_with_signals(task: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """Runs the drill; SIGINT and SIGTERM cancel it, so its rollback runs and the
+    journal still says what happened."""
+    loop = asyncio.get_running_loop()
+    future = asyncio.ensure_future(task)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, future.cancel)
+    try:
+        return await future
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+__all__ = ["DrillRun", "NotFound", "run_with_signals"]
