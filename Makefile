@@ -11,7 +11,7 @@ SYSTEM := redis-server:redis-server redis-benchmark:redis-tools \
 # Only the tests need these: headless Chromium renders the load report (tests/loadtests).
 TEST_SYSTEM := chromium:chromium
 
-.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs seed-data dashboards alerts load load-ui capacity load-verify
+.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs seed-data dashboards alerts load load-ui capacity load-verify drills
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -101,6 +101,12 @@ capacity: $(STAMP) system
 load-verify: $(STAMP) system
 	$(BIN)/python -m loadtests run --shape steady --users $(USERS) --rate $(RATE) \
 	  --seconds $(or $(VERIFY_SECONDS),180) --workers $(WORKERS) --up --drill --quiet
+
+# Chaos drills (chaos/drills/*.yaml), each on a stack of its own (`astra up --chaos
+# --drill`): verdicts, reports and the alert fidelity table under var/drills/<run-id>/.
+# DRILL=name for one; WITHOUT_DEFENCE=1 to show it fails with its defence off.
+drills: $(STAMP) system
+	$(BIN)/astra drill run $(or $(DRILL),--all) $(if $(WITHOUT_DEFENCE),--without-defence)
 
 # Locust's web UI on 127.0.0.1:8089 against a running `make up` (HOST to change it).
 load-ui: $(STAMP)

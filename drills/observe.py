@@ -96,18 +96,24 @@ class Watch:
                 headers["Authorization"] = f"Bearer {self.token}"
             if probe.idempotency_key:
                 headers["Idempotency-Key"] = uuid.uuid4().hex
+            started = time.monotonic()
             try:
                 response = await self.http.request(
                     probe.method,
                     f"{self.gateway}{probe.path}",
                     json=probe.json_body,
                     headers=headers,
-                    timeout=15.0,
+                    timeout=probe.within_seconds or 15.0,
                 )
             except httpx.HTTPError:
-                continue  # no answer at all: never an expected one
-            if response.status_code in probe.expect and (
-                probe.expect_header is None or probe.expect_header in response.headers
+                continue  # no answer at all (or none in time): never an expected one
+            late = probe.within_seconds is not None and (
+                time.monotonic() - started > probe.within_seconds
+            )
+            if (
+                not late
+                and response.status_code in probe.expect
+                and (probe.expect_header is None or probe.expect_header in response.headers)
             ):
                 good += 1
         return good / probe.samples

@@ -214,14 +214,14 @@ class DrillRun:
             for name in names:
                 proxy = await self.toxiproxy.get_proxy(name)
                 if isinstance(fault, ToxicFault):
-                    t = fault.toxic
-                    await proxy.add_toxic(
-                        t.type,
-                        stream=t.stream,
-                        toxicity=t.toxicity,
-                        name=TOXIC_NAME,
-                        **{k: int(v) for k, v in t.attributes.items()},
-                    )
+                    for n, t in enumerate((fault.toxic, *fault.also)):
+                        await proxy.add_toxic(
+                            t.type,
+                            stream=t.stream,
+                            toxicity=t.toxicity,
+                            name=f"{TOXIC_NAME}-{n}",
+                            **{k: int(v) for k, v in t.attributes.items()},
+                        )
                 else:
                     await proxy.disable()
             what = f"{fault.kind} on {', '.join(names)}"

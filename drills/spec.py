@@ -93,6 +93,7 @@ class Toxic(_Strict):
 class ToxicFault(_Strict):
     kind: Literal["toxic"]
     toxic: Toxic
+    also: tuple[Toxic, ...] = ()  # more toxics on the same proxies (bandwidth + slicer)
 
 
 class DisableFault(_Strict):
@@ -151,6 +152,7 @@ class Probe(_Strict):
     idempotency_key: bool = False
     expect: tuple[int, ...] = (200,)
     expect_header: str | None = None  # present on every expected answer (Retry-After)
+    within_seconds: float | None = Field(default=None, gt=0)  # a later answer counts as bad
     samples: int = Field(default=5, ge=1, le=50)
     tolerance: Tolerance
     phases: tuple[Phase, ...] = ("before", "during", "after")

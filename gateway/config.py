@@ -78,11 +78,13 @@ class UpstreamSettings(_Part):
         return self.timeouts.get(service, self.total_timeout)
 
     def attempt_timeout(self, service: str, route_timeout: float | None) -> float:
-        """The total timeout of one attempt: the route's, unless it has none or
-        route timeouts are switched off; then the service's."""
+        """The total timeout of one attempt: the route's, capped by the service's (an
+        operator who lowers a service's timeout lowers every route's); the service's
+        when the route has none or route timeouts are switched off."""
+        service_timeout = self.total_timeout_for(service)
         if route_timeout is not None and self.route_timeouts_enabled:
-            return route_timeout
-        return self.total_timeout_for(service)
+            return min(route_timeout, service_timeout)
+        return service_timeout
 
 
 class BreakerSettings(_Part):
@@ -100,6 +102,12 @@ class FallbackSettings(_Part):
     # they are (the upstream's own 5xx, or the gateway's 502/503/504 problem+json).
     enabled: bool = True
     stale_seconds: float = Field(default=60.0, ge=0)  # oldest answer served on error
+    # Stale-if-slow: a cacheable GET whose upstream has not answered within this many
+    # seconds gets the stale copy at once (marked `X-Astra-Fallback: stale-slow`), while
+    # the call goes on in the background to judge the breaker and refresh the cache. Just
+    # under the read SLO's 250 ms threshold: a slow service never makes an anonymous read
+    # slow. 0: wait for the upstream (stale only on error).
+    stale_after_seconds: float = Field(default=0.2, ge=0)
     max_entries: int = Field(default=2048, ge=0)
     max_body_bytes: int = Field(default=256 * 1024, ge=0)
 

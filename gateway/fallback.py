@@ -1,9 +1,12 @@
-"""Stale-if-error: the last good answer to a public GET, served only while its service fails.
+"""Stale-if-error and stale-if-slow: the last good answer to a public GET, served
+while its service fails (`X-Astra-Fallback: stale-cache`) or has not answered within
+`stale_after_seconds` (`stale-slow`: the call goes on in the background, judges the
+breaker and refreshes the copy).
 
 Only anonymous requests are cached (no Authorization, no Cookie) and only answers
 that are plainly shareable (200, no Set-Cookie, not private/no-store), so a
 fallback can never show one user another's data. A fallback says what it is:
-`X-Astra-Fallback: stale-cache` and an `Age` header.
+`X-Astra-Fallback` and an `Age` header.
 
 `FallbackSettings.enabled=False` (`ASTRA_FALLBACK__ENABLED=false`) stores and
 serves nothing: an upstream error then reaches the client as it is.

@@ -62,8 +62,8 @@ class GatewayMetrics:
         )
         self.fallbacks = Counter(
             "astra_gateway_fallbacks_total",
-            "Answers given while a service was unavailable, by service and kind "
-            "(stale_cache, unavailable).",
+            "Answers given while a service was unavailable or slow, by service and kind "
+            "(stale_cache, stale_slow, unavailable).",
             ["service", "kind"],
             registry=registry,
         )

@@ -22,6 +22,7 @@ Anything outside `/api/v1/` goes on to the wrapped app (health, metrics).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -35,7 +36,7 @@ from backbone.service.problems import problem_response
 from backbone.telemetry.asgi import SLO_CLASS
 from gateway.audit import AuditedExchange
 from gateway.auth import InvalidToken
-from gateway.fallback import cacheable_answer, cacheable_request
+from gateway.fallback import Cached, cacheable_answer, cacheable_request
 from gateway.middleware.access import note_upstream
 from gateway.public_api import PREFIX, RouteSpec, canonical_path
 from gateway.runtime import Gateway
@@ -81,6 +82,8 @@ class ProxyMiddleware:
     def __init__(self, app: ASGIApp, *, gateway: Gateway) -> None:
         self.app = app
         self.gateway = gateway
+        # Upstream calls that outlived a stale-if-slow answer, until they finish.
+        self._background: set[asyncio.Future[Answer | Failure]] = set()
         self._services = frozenset(gateway.settings.services)
         self._routes = gateway.routes
 
@@ -240,41 +243,71 @@ class ProxyMiddleware:
         )
         breaker = gw.breakers[service]
         ticket = breaker.admit()
+        cache_key = target if cacheable_request(method, headers) else None
         result: Answer | Failure
         if ticket is None:
             gw.metrics.breaker_rejections.labels(service).inc()
             result = Failure("breaker_open", f"{service} is failing; calls are paused")
         else:
-            verdict: bool | None = None
+
+            async def call() -> Answer | Failure:
+                verdict: bool | None = None
+                try:
+                    answer = await gw.upstreams.forward(service, outbound)
+                    if isinstance(answer, Answer):
+                        verdict = answer.status < 500
+                        if cache_key is not None and cacheable_answer(
+                            answer.status, answer.headers
+                        ):
+                            gw.stale.store(cache_key, answer.headers, answer.body)
+                    elif answer.kind != "no_instance":  # nobody to blame: no verdict
+                        verdict = False
+                    return answer
+                finally:
+                    breaker.record(ticket, verdict)
+
+            pending = asyncio.ensure_future(call())
+            slow_after = gw.settings.fallback.stale_after_seconds
+            if cache_key is not None and slow_after and gw.stale.lookup(cache_key) is not None:
+                try:
+                    done, _ = await asyncio.wait({pending}, timeout=slow_after)
+                except asyncio.CancelledError:  # the client left: so does its call
+                    pending.cancel()
+                    raise
+                if not done and (hit := gw.stale.lookup(cache_key)) is not None:
+                    # The call goes on without the client: it still judges the breaker and
+                    # refreshes the copy; the client gets the copy now, marked.
+                    self._background.add(pending)
+                    pending.add_done_callback(self._background.discard)
+                    await self._send_stale(send, service, hit, b"stale-slow")
+                    return
             try:
-                result = await gw.upstreams.forward(service, outbound)
-                if isinstance(result, Answer):
-                    verdict = result.status < 500
-                elif result.kind != "no_instance":  # nobody to blame: no verdict
-                    verdict = False
-            finally:
-                breaker.record(ticket, verdict)
+                result = await pending
+            finally:  # here, in the request's context: the access log reads it
                 note_upstream(outbound.attempts[-1] if outbound.attempts else None)
         if exchange is not None:
             # Asked = audited, whatever came back: a timed-out order may have been placed.
             exchange.refused = None if outbound.attempts else "unavailable"
-        cache_key = target if cacheable_request(method, headers) else None
-        if isinstance(result, Answer):
-            if cache_key is not None and cacheable_answer(result.status, result.headers):
-                gw.stale.store(cache_key, result.headers, result.body)
-            if cache_key is None or result.status not in STALE_IF_ERROR:
-                await _send_answer(send, result.status, result.headers, result.body)
-                return
+        if isinstance(result, Answer) and (
+            cache_key is None or result.status not in STALE_IF_ERROR
+        ):
+            await _send_answer(send, result.status, result.headers, result.body)
+            return
         if cache_key is not None and (hit := gw.stale.lookup(cache_key)) is not None:
-            cached, age = hit
-            gw.metrics.fallbacks.labels(service, "stale_cache").inc()
-            extra = [(b"x-astra-fallback", b"stale-cache"), (b"age", str(int(age)).encode())]
-            await _send_answer(send, 200, [*cached.headers, *extra], cached.body)
+            await self._send_stale(send, service, hit, b"stale-cache")
             return
         if isinstance(result, Answer):  # the upstream's own 502-504, nothing better to say
             await _send_answer(send, result.status, result.headers, result.body)
             return
         await self._unavailable(scope, receive, send, service, result)
+
+    async def _send_stale(
+        self, send: Send, service: str, hit: tuple[Cached, float], kind: bytes
+    ) -> None:
+        cached, age = hit
+        self.gateway.metrics.fallbacks.labels(service, kind.decode().replace("-", "_")).inc()
+        extra = [(b"x-astra-fallback", kind), (b"age", str(int(age)).encode())]
+        await _send_answer(send, 200, [*cached.headers, *extra], cached.body)
 
     async def _unavailable(
         self, scope: Scope, receive: Receive, send: Send, service: str, failure: Failure

@@ -64,6 +64,13 @@ PREFIX = "/api/v1/"
 # What an SLO is kept for. Bounded on purpose: it labels the request metrics, and an
 # SLO query selects a class, never a list of routes (a new route joins its class's SLO).
 SloClass = Literal["read", "write", "auth"]
+# How long a route's upstream call may take when its declaration does not say: four
+# times the class's latency threshold for reads (a read later than 1 s has failed its
+# user; the breaker and the stale cache take over from there), five times for logins
+# (argon2 on a busy users service, bench/README.md) and ten for writes (an order is
+# worth waiting for, and is retried only with its Idempotency-Key). Seconds; never more
+# than the service's own timeout (`UpstreamSettings.attempt_timeout`).
+CLASS_TIMEOUTS: dict[SloClass, float] = {"read": 1.0, "write": 5.0, "auth": 5.0}
 _READS = frozenset({"GET", "HEAD"})
 
 
@@ -336,7 +343,12 @@ class PublicRoutes:
                 declared,
                 policy=policy,
                 rule=rule_of(policy, declared.key),
-                timeout=timeouts.get(declared.key, declared.timeout),
+                timeout=timeouts.get(
+                    declared.key,
+                    declared.timeout
+                    if declared.timeout is not None
+                    else CLASS_TIMEOUTS[declared.slo_class],
+                ),
             )
             if spec.key in self._by_key:
                 raise ValueError(f"{spec.key} is declared twice")

@@ -140,6 +140,16 @@ class Gateway:
                 "instances": [
                     {"id": i.instance_id, "url": i.url, **balancer.snapshot(i.instance_id)}
                     for i in self.discovery.instances(service)
+                ]
+                # Lapsed (record expired, answers still good) are still routed: say so.
+                + [
+                    {
+                        "id": i.instance_id,
+                        "url": i.url,
+                        "lapsed": True,
+                        **balancer.snapshot(i.instance_id),
+                    }
+                    for i in self.discovery.lapsed(service)
                 ],
             }
         return services

@@ -233,7 +233,8 @@ async def test_route_timeouts_switch_through_the_gateway(
     await upstreams("trading", "trading-1", mode="slow", delay=1.0)
     upstream = {
         "total_timeout": 5.0,
-        "route_timeouts": {ORDERS: 0.3},
+        # markets (a read: 1 s by its class) may wait out the slow upstream, to route.
+        "route_timeouts": {ORDERS: 0.3, "GET /api/v1/trading/markets": 3.0},
         "route_timeouts_enabled": enabled,
     }
     async with gateway_at(redis_url, upstream=upstream) as base:
@@ -249,3 +250,34 @@ async def test_route_timeouts_switch_through_the_gateway(
     else:
         assert status == 200
         assert took >= 1.0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("stale_after", [0.2, 0.0])
+async def test_a_slow_service_gets_the_stale_copy_after_the_read_threshold(
+    stale_after: float,
+    redis_url: str,
+    upstreams: UpstreamFactory,
+    gateway_at: GatewayAt,
+    http: aiohttp.ClientSession,
+) -> None:
+    trading = await upstreams("trading", "trading-1")
+    fallback = {"stale_after_seconds": stale_after}
+    async with gateway_at(redis_url, fallback=fallback) as base:
+        url = f"{base}/api/v1/trading/markets"
+        await until_routed(http, url)  # a good answer: now a copy is cached
+        trading.mode, trading.delay = "slow", 0.8
+        started = time.monotonic()
+        async with http.get(url) as response:
+            body = await response.read()
+            marker = response.headers.get("X-Astra-Fallback")
+            status = response.status
+        took = time.monotonic() - started
+    assert status == 200
+    assert body
+    if stale_after:
+        assert marker == "stale-slow"  # said to be what it is
+        assert took < 0.6, took
+    else:
+        assert marker is None  # waited for the fresh answer
+        assert took >= 0.8, took

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import GatewaySettings, RateLimitRule, RateLimitSettings, UpstreamSettings
-from gateway.public_api import PublicRoutes, RouteSpec
+from gateway.public_api import CLASS_TIMEOUTS, PublicRoutes, RouteSpec
 from tests.gateway.conftest import GatewayAt, UpstreamFactory
 from tests.support.poll import poll_until
 from tests.support.settings import TEST_OPERATOR_TOKEN, TEST_REGISTRY_TOKEN
@@ -48,7 +48,9 @@ def test_every_route_has_its_class_policy_and_public_rule() -> None:
     assert specs[ORDERS].rule == defaults.orders
     assert specs["POST /api/v1/users/login"].rule == defaults.auth
     assert specs["GET /api/v1/users/me"].rule == defaults.default
-    assert all(s.timeout is None for s in specs.values())  # the services' timeouts
+    # No route declares its own timeout: each has its class's (gateway/public_api.py).
+    assert all(s.timeout == CLASS_TIMEOUTS[s.slo_class] for s in specs.values())
+    assert specs["GET /api/v1/trading/markets"].timeout == 1.0
 
 
 def test_an_undeclared_path_gets_the_service_label_default_policy_and_a_token_check() -> None:
