@@ -222,6 +222,9 @@ class DrillRun:
                             name=f"{TOXIC_NAME}-{n}",
                             **{k: int(v) for k, v in t.attributes.items()},
                         )
+                    if fault.reconnect:
+                        await proxy.disable()
+                        await proxy.enable()
                 else:
                     await proxy.disable()
             what = f"{fault.kind} on {', '.join(names)}"

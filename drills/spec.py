@@ -94,6 +94,10 @@ class ToxicFault(_Strict):
     kind: Literal["toxic"]
     toxic: Toxic
     also: tuple[Toxic, ...] = ()  # more toxics on the same proxies (bandwidth + slicer)
+    # Drop the proxies' open connections once the toxics are in (disable, enable), so a
+    # toxicity below 1 applies to fresh connections: a keep-alive pool would otherwise
+    # go on using the ones the draw spared, and the fault would touch nothing.
+    reconnect: bool = False
 
 
 class DisableFault(_Strict):

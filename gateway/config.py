@@ -104,10 +104,10 @@ class FallbackSettings(_Part):
     stale_seconds: float = Field(default=60.0, ge=0)  # oldest answer served on error
     # Stale-if-slow: a cacheable GET whose upstream has not answered within this many
     # seconds gets the stale copy at once (marked `X-Astra-Fallback: stale-slow`), while
-    # the call goes on in the background to judge the breaker and refresh the cache. Just
-    # under the read SLO's 250 ms threshold: a slow service never makes an anonymous read
-    # slow. 0: wait for the upstream (stale only on error).
-    stale_after_seconds: float = Field(default=0.2, ge=0)
+    # the call goes on in the background to judge the breaker and refresh the cache.
+    # Under the read SLO's 250 ms threshold with room for the gateway's own time: a slow
+    # service never makes an anonymous read slow. 0: wait (stale only on error).
+    stale_after_seconds: float = Field(default=0.15, ge=0)
     max_entries: int = Field(default=2048, ge=0)
     max_body_bytes: int = Field(default=256 * 1024, ge=0)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import matplotlib.image
 import pytest
 
 from loadtests.run import LOAD_LIMITS
+from tests.support.browser import assert_drawn, screenshot
 from tests.support.poll import poll_until_sync
 from tests.support.stack import ROOT, Stack, running_stack
 
@@ -151,17 +150,4 @@ def test_the_report_renders_with_its_plots(
     page = report.read_text()
     assert page.count("<img") == 3
     assert page.count("data:image/png;base64,") == 3
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    shot = tmp_path / "report.png"
-    subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         f"--screenshot={shot}", "--window-size=1100,2200", report.as_uri()],
-        capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert shot.exists()
-    pixels = matplotlib.image.imread(shot)
-    assert pixels.std() > 0.05, "the screenshot is blank"
-    # The plots are drawn: far more distinct colours than a page of text.
-    assert len({tuple(p) for p in pixels[::7, ::7, :3].reshape(-1, 3).round(2)}) > 50
+    assert_drawn(screenshot(report, tmp_path / "report.png"))
