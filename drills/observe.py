@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -171,10 +170,3 @@ class AlertRecord:
             return None
         ends = [p["end"] for p in self.periods if p["name"] == name]
         return max(ends) if ends else None
-
-
-def within(tolerance: Mapping[str, float | None], value: float | None) -> bool:
-    if value is None:
-        return False
-    low, high = tolerance.get("min"), tolerance.get("max")
-    return (low is None or value >= low) and (high is None or value <= high)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaos.client import NotFound, ToxiproxyClient
+from chaos.client import ToxiproxyClient
 from drills import accounting
 from drills.load import BackgroundLoad
 from drills.observe import AlertRecord, Watch
@@ -377,19 +377,28 @@ class DrillRun:
         j, drill = self.journal, self.drill
         if j.phases and j.phases[-1]["end"] is None:
             j.phases[-1]["end"] = time.time()
-        periods = self.alerts.close()
-        fault_start = j.fault.get("start")
+        fault_start, fault_end = j.fault.get("start"), j.fault.get("end")
         expected: list[dict[str, Any]] = []
         for alert in drill.alerts.expected:
             fired = self.alerts.fired_after(alert.name, fault_start) if fault_start else None
+            met = fired is not None and fired <= alert.within_seconds
+            cleared: float | None = None
+            if alert.clears_within_seconds is not None:
+                # Still firing at the end of the drill, or cleared too late: not met.
+                at = self.alerts.cleared_at(alert.name)
+                cleared = round(at - fault_end, 1) if at is not None and fault_end else None
+                met = met and cleared is not None and cleared <= alert.clears_within_seconds
             expected.append(
                 {
                     "name": alert.name,
                     "within_seconds": alert.within_seconds,
                     "fired_after": fired,
-                    "met": fired is not None and fired <= alert.within_seconds,
+                    "clears_within_seconds": alert.clears_within_seconds,
+                    "cleared_after_removal": cleared,
+                    "met": met,
                 }
             )
+        periods = self.alerts.close()
         seen = {p["name"] for p in periods}
         forbidden = [
             {"name": glob, "which": sorted(n for n in seen if fnmatch.fnmatchcase(n, glob))}
@@ -404,8 +413,15 @@ class DrillRun:
         deviated = any(not s["met"] for s in j.steady.values()) or "after" not in j.steady
         problems = list(j.problems)
         for a in expected:
-            if not a["met"]:
+            if a["met"]:
+                continue
+            if a["fired_after"] is None or a["fired_after"] > a["within_seconds"]:
                 problems.append(f"{a['name']} did not fire within {a['within_seconds']:g} s")
+            else:
+                problems.append(
+                    f"{a['name']} did not clear within {a['clears_within_seconds']:g} s "
+                    "of the fault's removal"
+                )
         for f in forbidden:
             if f["which"]:
                 problems.append(f"forbidden alert fired: {', '.join(f['which'])}")
@@ -495,4 +511,4 @@ async def run_with_signals(task: Awaitable[dict[str, Any]]) -> dict[str, Any]:
             loop.remove_signal_handler(sig)
 
 
-__all__ = ["DrillRun", "NotFound", "run_with_signals"]
+__all__ = ["DrillRun", "run_with_signals"]

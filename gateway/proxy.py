@@ -266,23 +266,26 @@ class ProxyMiddleware:
                 finally:
                     breaker.record(ticket, verdict)
 
-            pending = asyncio.ensure_future(call())
             slow_after = gw.settings.fallback.stale_after_seconds
-            if cache_key is not None and slow_after and gw.stale.lookup(cache_key) is not None:
-                try:
-                    done, _ = await asyncio.wait({pending}, timeout=slow_after)
-                except asyncio.CancelledError:  # the client left: so does its call
-                    pending.cancel()
-                    raise
-                if not done and (hit := gw.stale.lookup(cache_key)) is not None:
-                    # The call goes on without the client: it still judges the breaker and
-                    # refreshes the copy; the client gets the copy now, marked.
-                    self._background.add(pending)
-                    pending.add_done_callback(self._background.discard)
-                    await self._send_stale(send, service, hit, b"stale-slow")
-                    return
             try:
-                result = await pending
+                if cache_key is None or not slow_after or gw.stale.lookup(cache_key) is None:
+                    result = await call()  # the common path: no task, no race
+                else:
+                    # A copy to fall back on: race the call against the read threshold.
+                    pending = asyncio.ensure_future(call())
+                    try:
+                        done, _ = await asyncio.wait({pending}, timeout=slow_after)
+                    except asyncio.CancelledError:  # the client left: so does its call
+                        pending.cancel()
+                        raise
+                    if not done and (hit := gw.stale.lookup(cache_key)) is not None:
+                        # The call goes on without the client: it still judges the breaker
+                        # and refreshes the copy; the client gets the copy now, marked.
+                        self._background.add(pending)
+                        pending.add_done_callback(self._background.discard)
+                        await self._send_stale(send, service, hit, b"stale-slow")
+                        return
+                    result = await pending
             finally:  # here, in the request's context: the access log reads it
                 note_upstream(outbound.attempts[-1] if outbound.attempts else None)
         if exchange is not None:
