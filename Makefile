@@ -11,7 +11,7 @@ SYSTEM := redis-server:redis-server redis-benchmark:redis-tools \
 # Only the tests need these: headless Chromium renders the load report (tests/loadtests).
 TEST_SYSTEM := chromium:chromium
 
-.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs seed-data dashboards alerts load load-ui capacity load-verify drills
+.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs seed-data dashboards alerts load load-ui capacity load-verify drills drills-controls
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -107,6 +107,11 @@ load-verify: $(STAMP) system
 # DRILL=name for one; WITHOUT_DEFENCE=1 to show it fails with its defence off.
 drills: $(STAMP) system
 	$(BIN)/astra drill run $(or $(DRILL),--all) $(if $(WITHOUT_DEFENCE),--without-defence)
+
+# The controls: every drill whose defence has an off switch, run with it off; each must
+# end `failed` (exit 0 when all did). A drill that passes without its defence proves nothing.
+drills-controls: $(STAMP) system
+	$(BIN)/astra drill run --all --without-defence
 
 # Locust's web UI on 127.0.0.1:8089 against a running `make up` (HOST to change it).
 load-ui: $(STAMP)

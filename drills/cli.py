@@ -4,6 +4,7 @@
     astra drill run trading-latency          # a stack of its own (chaos + drill profile)
     astra drill run trading-latency --without-defence      # must end `failed`
     astra drill run --all                    # every drill, an index, the fidelity table
+    astra drill run --all --without-defence  # every drill with an off switch: all must fail
     astra drill run --fast                   # the subset `make test` runs
     astra drill run clean --stack-dir var    # attach to `astra up --chaos --drill`
 
@@ -72,7 +73,13 @@ def _list(folder: Path) -> int:
 def _selected(args: argparse.Namespace) -> list[Drill]:
     if args.all or args.fast:
         drills = all_drills(args.drills_dir)
-        return [d for d in drills if d.fast] if args.fast and not args.all else drills
+        drills = [d for d in drills if d.fast] if args.fast and not args.all else drills
+        if args.without_defence:  # the controls: every drill whose defence has a switch
+            for d in drills:
+                if not d.defence.disable:
+                    print(f"{d.id}: no off switch for {d.defence.name!r}: not run without it")
+            drills = [d for d in drills if d.defence.disable]
+        return drills
     if not args.names:
         raise DrillError("name a drill, or --all / --fast (see `astra drill list`)")
     return [find(name, args.drills_dir) for name in args.names]

@@ -129,8 +129,16 @@ class Watch:
         return values
 
     async def firing(self) -> set[str]:
+        """The alerts firing now, by name and also as `name/severity` (a burn-rate
+        alert's page and ticket tiers share its name; `AlertRecord` keeps both)."""
         series = await self.query('ALERTS{alertstate="firing"}')
-        return {labels.get("alertname", "?") for labels, _ in series}
+        names = {labels.get("alertname", "?") for labels, _ in series}
+        tiers = {
+            f"{labels.get('alertname', '?')}/{labels['severity']}"
+            for labels, _ in series
+            if labels.get("severity")
+        }
+        return names | tiers
 
 
 class AlertRecord:
@@ -151,11 +159,13 @@ class AlertRecord:
                 self.periods.append({"name": name, "start": self._open.pop(name), "end": at})
 
     def close(self, at: float | None = None) -> list[dict[str, Any]]:
+        """Every period by alert name (the `name/severity` ones are for `cleared_at`)."""
         at = time.time() if at is None else at
         for name, start in self._open.items():
             self.periods.append({"name": name, "start": start, "end": at})
         self._open.clear()
-        return sorted(self.periods, key=lambda p: (p["start"], p["name"]))
+        by_name = [p for p in self.periods if "/" not in p["name"]]
+        return sorted(by_name, key=lambda p: (p["start"], p["name"]))
 
     def fired_after(self, name: str, since: float) -> float | None:
         """Seconds from `since` to the first time `name` fired at or after it."""

@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
 from chaos.client import ToxiproxyClient
 from drills import accounting
 from drills.load import BackgroundLoad
@@ -39,6 +42,8 @@ from drills.observe import AlertRecord, Watch
 from drills.spec import (
     DisableFault,
     Drill,
+    ExpectedAlert,
+    MidBatch,
     Phase,
     RedisStopFault,
     SignalFault,
@@ -51,6 +56,16 @@ from drills.stackio import RunningStack
 Progress = Callable[[str, float, dict[str, float | None]], None]
 TOXIC_NAME = "drill"
 RECOVERY_WINDOW_SECONDS = 10.0  # the "after" probes look back this far while recovering
+# The "during" probes look back to the fault's start and this much further: `increase()`
+# needs a sample from before the fault's first error (drill profile: 1 s scrapes), or an
+# error in the fault's first second falls outside the window (found: a 502 0.2 s after
+# the injection, invisible to the 5xx-ratio probe).
+SCRAPE_MARGIN_SECONDS = 2.0
+
+
+def _clearing_key(alert: ExpectedAlert) -> str:
+    """The `AlertRecord` key whose clearing an expected alert is judged by."""
+    return f"{alert.name}/{alert.clearing_severity}" if alert.clearing_severity else alert.name
 
 
 def _quiet(_: str, __: float, ___: dict[str, float | None]) -> None:
@@ -123,6 +138,7 @@ class DrillRun:
         self._paused: list[str] = []
         self._killed: dict[str, int] = {}
         self._sampler: asyncio.Task[None] | None = None
+        self._churn: asyncio.Task[int] | None = None  # a fault's periodic reconnects
         self._phase = "start"
         self._load_stats: dict[str, Any] = {}
 
@@ -228,8 +244,15 @@ class DrillRun:
                 else:
                     await proxy.disable()
             what = f"{fault.kind} on {', '.join(names)}"
+            if isinstance(fault, ToxicFault) and fault.reconnect_every_seconds and names:
+                self._churn = asyncio.create_task(
+                    self._reconnect_forever(names, self._seconds(fault.reconnect_every_seconds))
+                )
+                what += f", connections dropped every {fault.reconnect_every_seconds:g} s"
         elif isinstance(fault, SignalFault):
             names = self._blast(matching(target.processes, self.stack.processes), target.share)
+            if fault.mid_batch is not None:
+                await self._until_mid_batch(fault.mid_batch)
             for name in names:
                 if fault.signal == "SIGSTOP":
                     self._paused.append(name)
@@ -267,10 +290,77 @@ class DrillRun:
                 else:
                     held_since.pop(abort.name, None)
             await asyncio.sleep(1.0)  # the observation cadence, not a synchronisation
-        await self._judge("during", self._seconds(self.drill.duration_seconds))
+        since_fault = time.time() - float(self.journal.fault.get("start") or time.time())
+        await self._judge("during", since_fault + SCRAPE_MARGIN_SECONDS)
+
+    async def _until_mid_batch(self, mid: MidBatch) -> None:
+        """Slow the link (the rollback's reset removes the toxic), then wait until the
+        group holds delivered, unacknowledged entries; the signal follows at once."""
+        proxy = await self.toxiproxy.get_proxy(mid.proxy)
+        await proxy.add_toxic(
+            "latency", stream="downstream", name=f"{TOXIC_NAME}-mid-batch", latency=mid.latency_ms
+        )
+        redis = Redis.from_url(self.stack.redis_url_as("operator"), socket_timeout=2)
+        try:
+
+            async def held() -> int:
+                total = 0
+                async for stream in redis.scan_iter(match="astra.*", _type="STREAM"):
+                    with contextlib.suppress(ResponseError):  # a stream without this group
+                        total += int((await redis.xpending(stream, mid.group))["pending"])
+                return total
+
+            deadline = time.monotonic() + self._seconds(mid.within_seconds)
+            pending = await held()
+            while not pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)  # XPENDING's poll: a batch lasts ~100s of ms here
+                pending = await held()
+        finally:
+            await redis.aclose()
+        self.journal.activity(
+            f"mid-batch: {mid.latency_ms} ms on {mid.proxy}; {mid.group} held {pending} "
+            "unacknowledged",
+            "succeeded" if pending else "failed",
+        )
+        if not pending:
+            self.journal.problems.append(
+                f"{mid.group} held nothing pending within {mid.within_seconds:g} s: "
+                "the kill is not mid-batch"
+            )
+
+    async def _reconnect_forever(self, names: list[str], period: float) -> int:
+        """Drop one target proxy's open connections (disable, enable) at once and then
+        every period / len(names) seconds, round-robin; returns how many drops were
+        made. Never two at once: a request cut off on one is retried on another."""
+        drops = 0
+        step = period / len(names)
+        while True:
+            for name in names:
+                proxy = await self.toxiproxy.get_proxy(name)
+                await proxy.disable()
+                await proxy.enable()
+                drops += 1
+                try:
+                    await asyncio.sleep(step)
+                except asyncio.CancelledError:
+                    return drops
+
+    async def _stop_churn(self) -> None:
+        churn, self._churn = self._churn, None
+        if churn is None:
+            return
+        churn.cancel()
+        await asyncio.wait([churn])  # never re-raises the task's cancellation here
+        if churn.cancelled():  # stopped mid-drop: the reset below re-enables the proxy
+            self.journal.activity("periodic reconnects: stopped mid-drop", "succeeded")
+        elif (error := churn.exception()) is not None:  # reported; the reset still runs
+            self.journal.activity(f"periodic reconnects: {error}", "failed")
+        else:
+            self.journal.activity(f"periodic reconnects: {churn.result()} drops", "succeeded")
 
     async def _rollback(self) -> None:
         """Undo the fault; safe to call twice (a second call finds nothing to undo)."""
+        await self._stop_churn()  # first: a drop after the reset would disable a proxy anew
         if self.journal.fault and self.journal.fault.get("end") is None:
             self.journal.fault["end"] = time.time()
             self.journal.phase("remove")
@@ -310,6 +400,7 @@ class DrillRun:
             if await self._judge("after", window, record=False):
                 self.journal.time_to_recover = round(time.time() - removed, 1)
                 await self._judge("after", window)
+                await self._until_expected_alerts_clear(removed)
                 return
             if time.monotonic() >= deadline:
                 await self._judge("after", window)
@@ -318,6 +409,23 @@ class DrillRun:
                 )
                 return
             await asyncio.sleep(2.0)  # re-judging cadence
+
+    async def _until_expected_alerts_clear(self, removed: float) -> None:
+        """An expected alert that must clear is given its `clears_within_seconds` after
+        the fault's removal (the verdict judges it; ending the drill sooner would judge
+        an alert that was still allowed to fire)."""
+        waits = [
+            (_clearing_key(a), removed + self._seconds(a.clears_within_seconds))
+            for a in self.drill.alerts.expected
+            if a.clears_within_seconds is not None
+        ]
+        for name, by in waits:
+
+            def settled(name: str = name) -> bool:  # cleared, or never fired (then missed)
+                fired = self.alerts.fired_after(name, 0) is not None
+                return not fired or self.alerts.cleared_at(name) is not None
+
+            await self._poll(settled, max(0.0, by - time.time()))
 
     # -- probes, timeline, accounting ------------------------------------------------
 
@@ -385,7 +493,7 @@ class DrillRun:
             cleared: float | None = None
             if alert.clears_within_seconds is not None:
                 # Still firing at the end of the drill, or cleared too late: not met.
-                at = self.alerts.cleared_at(alert.name)
+                at = self.alerts.cleared_at(_clearing_key(alert))
                 cleared = round(at - fault_end, 1) if at is not None and fault_end else None
                 met = met and cleared is not None and cleared <= alert.clears_within_seconds
             expected.append(

@@ -98,15 +98,40 @@ class ToxicFault(_Strict):
     # toxicity below 1 applies to fresh connections: a keep-alive pool would otherwise
     # go on using the ones the draw spared, and the fault would touch nothing.
     reconnect: bool = False
+    # Or, staggered: from the start and every this many seconds, one target proxy at a
+    # time (spread over the period, so the others keep serving a retry). Toxiproxy
+    # draws toxicity once per connection, so without churn a keep-alive pool settles
+    # on the spared connections within a second and a per-connection fault fades out.
+    reconnect_every_seconds: float | None = Field(default=None, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _one_way_to_reconnect(self) -> ToxicFault:
+        if self.reconnect and self.reconnect_every_seconds:
+            raise ValueError("reconnect (all at once) or reconnect_every_seconds, not both")
+        return self
 
 
 class DisableFault(_Strict):
     kind: Literal["disable"]  # the proxies refuse and drop connections
 
 
+class MidBatch(_Strict):
+    """Make "mid-batch" true: slow the process's own Redis link (a latency toxic on
+    `proxy`), so a batch is in hand for a while, and send the signal only once
+    `group` holds delivered-but-unacknowledged entries (XPENDING), within `within_seconds`.
+    Without it a consumer that handles an event in a millisecond is almost never
+    killed with anything pending, and the drill passes with its defence off."""
+
+    proxy: str
+    latency_ms: int = Field(default=100, gt=0, le=2000)
+    group: str
+    within_seconds: float = Field(default=10.0, gt=0, le=60)
+
+
 class SignalFault(_Strict):
     kind: Literal["signal"]
     signal: Literal["SIGKILL", "SIGSTOP"]  # SIGKILL: the supervisor restarts it; STOP: CONT
+    mid_batch: MidBatch | None = None
 
 
 class RedisStopFault(_Strict):
@@ -177,6 +202,10 @@ class ExpectedAlert(_Strict):
     name: str
     within_seconds: float = Field(gt=0, le=300)  # of the fault going in, drill profile
     clears_within_seconds: float | None = Field(default=None, gt=0, le=300)  # after removal
+    # Whose clearing is judged: a burn-rate alert's page and ticket share its name, and a
+    # ticket keeps firing for its long window by design (hours, minutes in the drill
+    # profile) after a short fault; None: every tier of it.
+    clearing_severity: Literal["page", "ticket"] | None = None
 
 
 class Alerts(_Strict):
@@ -310,3 +339,9 @@ def check_targets(drill: Drill, proxies: Iterable[str], processes: Iterable[str]
                 f"{drill.id}: target.processes: {pattern!r} matches no process "
                 f"({', '.join(processes)})"
             )
+    fault = drill.fault
+    if isinstance(fault, SignalFault) and fault.mid_batch and fault.mid_batch.proxy not in proxies:
+        raise DrillError(
+            f"{drill.id}: fault.mid_batch.proxy: {fault.mid_batch.proxy!r} is no proxy of the "
+            f"stack ({', '.join(proxies) or 'none: is it running with --chaos?'})"
+        )

@@ -90,21 +90,25 @@ def create_app(
 
     @app.get("/health/ready")
     async def ready(request: Request) -> JSONResponse:
-        """Redis answers and every service has at least one ready instance."""
+        """Every service has an instance to route to; `degraded` (still 200) when Redis
+        does not answer and the gateway routes from its registry cache."""
         # Anyone may probe readiness, but instance URLs, ids and breaker state are
         # the operator's (as on /api/v1/services): without the token, only names.
         detail = await operator_detail(request)
         ok, checks = await gateway.readiness()
+        status = "degraded" if "degraded" in checks else "ready"
         if detail:
             if not ok:
                 return problem_response(503, "Not ready", "See checks.", checks=checks)
-            return JSONResponse({"status": "ready", "checks": checks})
+            return JSONResponse({"status": status, "checks": checks})
         if not ok:
             failing = failing_checks(checks)
             return problem_response(
                 503, "Not ready", f"Failing: {', '.join(failing)}.", failing=failing
             )
-        return JSONResponse({"status": "ready"})
+        if status == "degraded":
+            return JSONResponse({"status": status, "failing": failing_checks(checks)})
+        return JSONResponse({"status": status})
 
     app.include_router(operator_router)
     document = openapi_document(settings)

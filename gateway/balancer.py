@@ -30,10 +30,10 @@ weighted choice (peak EWMA), because it is bounded, visible
 defence, and because the choice stays the cheap, herd-free two-choices one.
 
 When an ejection ends the instance is on probation: one request at a time until
-an answer comes back. A latency outlier answer ejects it again at once (with the
-doubled back-off); a normal one restarts its statistics from that sample. So a
-still-slow instance costs one slow request per ejection period, and a recovered
-one is not ejected again for its old average.
+an answer comes back. A failure or a latency outlier answer ejects it again at
+once (with the doubled back-off); a normal one restarts its statistics from that
+sample. So a still-slow or still-failing instance costs one request per ejection
+period, and a recovered one is not ejected again for its old average.
 
 `outlier_ejection=False` (`ASTRA_UPSTREAM__OUTLIER_EJECTION=false`, the drills'
 `--without-defence`) ejects nothing at all, for failures or latency: the choice
@@ -154,7 +154,11 @@ class Balancer:
         now = self._clock()
         if not ok:
             host.failures += 1
-            if host.failures >= self._settings.eject_after_failures:
+            # Back from an ejection (probation) a failure ejects again at once, as a
+            # latency outlier's answer does: a still-broken instance costs one request
+            # per ejection period, not `eject_after_failures` of them.
+            back = host.ejections > 0 and host.ejected_until <= now
+            if back or host.failures >= self._settings.eject_after_failures:
                 self._eject(instance_id, host, "failures")
             return
         host.failures = 0

@@ -38,6 +38,14 @@ class UpstreamSettings(_Part):
     route_timeouts_enabled: bool = True
     pool_limit: int = Field(default=1000, ge=1)  # keep-alive connections, all upstreams
     pool_limit_per_host: int = Field(default=200, ge=1)
+    # An idle pooled connection is closed after this long: below the services' own
+    # idle timeout (backbone.http_server `idle_timeout`, 5 s), so the gateway never
+    # sends a request on a connection the service is closing at that moment.
+    keepalive_seconds: float = Field(default=4.0, gt=0)
+    # Off: a new connection per request (no keep-alive), for an upstream that mishandles
+    # keep-alive, or to let a per-connection fault (Toxiproxy draws a toxic's toxicity
+    # once per connection) reach every request rather than the first connections only.
+    keepalive: bool = True
     max_body_bytes: int = Field(default=64 * 1024, ge=0)  # request bodies; 413 above
     # Passive outlier ejection (gateway/balancer.py): this many consecutive connection
     # errors/5xx eject an instance for `ejection_seconds`, doubling per repeat up to
@@ -60,6 +68,10 @@ class UpstreamSettings(_Part):
     # Retries: at most one, on another instance, within ratio x requests + floor per window.
     # Off: never a second attempt, whatever the request or the budget.
     retries_enabled: bool = True
+    # A read's first attempt gets this share of its timeout when a retry on another
+    # instance could follow (Envoy's per_try_timeout); 1.0: the whole timeout, and a
+    # read that timed out is not retried.
+    per_try_share: float = Field(default=0.5, gt=0, le=1)
     retry_budget_ratio: float = Field(default=0.1, ge=0, le=1)
     retry_budget_floor: int = Field(default=10, ge=0)
     retry_budget_window_seconds: float = Field(default=10.0, gt=0)

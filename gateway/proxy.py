@@ -40,11 +40,10 @@ from gateway.fallback import Cached, cacheable_answer, cacheable_request
 from gateway.middleware.access import note_upstream
 from gateway.public_api import PREFIX, RouteSpec, canonical_path
 from gateway.runtime import Gateway
-from gateway.upstream import Answer, Failure, Outbound, outbound_headers
+from gateway.upstream import SAFE_METHODS, Answer, Failure, Outbound, outbound_headers
 
 log = logging.getLogger("gateway.proxy")
 
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 STALE_IF_ERROR = frozenset({500, 502, 503, 504})  # RFC 5861
 
 
@@ -237,7 +236,7 @@ class ProxyMiddleware:
                 headers, client_ip=client_ip, scheme=scope.get("scheme", "http")
             ),
             body=body,
-            retryable=method in _IDEMPOTENT
+            retryable=method in SAFE_METHODS
             or (route.idempotency_key and any(n == b"idempotency-key" for n, _ in headers)),
             timeout=route.timeout,
         )

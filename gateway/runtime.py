@@ -120,15 +120,28 @@ class Gateway:
         await self._parts.aclose()
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when Redis answers and every service has a ready instance."""
+        """Ready when every service has an instance to route to.
+
+        Redis unreachable alone does not make the gateway unready: it routes from its
+        registry cache (while `registry.stale_cache` allows, else discovery lists no
+        instance and readiness fails below) and rate-limits in its own memory. Pulling
+        every replica out of rotation then would turn a Redis outage into a full one;
+        instead `checks["degraded"]` says what is degraded and the answer says so."""
         try:
             await asyncio.wait_for(self.redis.ping(), timeout=1.0)
             redis_state = "ok"
         except Exception as e:
             redis_state = f"unreachable: {type(e).__name__}"
         services = self.services_view()
-        ready = redis_state == "ok" and all(s["instances"] for s in services.values())
-        return ready, {"redis": redis_state, "services": services}
+        ready = all(s["instances"] for s in services.values())
+        checks: dict[str, Any] = {"redis": redis_state, "services": services}
+        if redis_state != "ok":
+            checks["degraded"] = [
+                "registry: routing from the cached view",
+                "rate limits: per replica, in memory",
+                "audit events: not published",
+            ]
+        return ready, checks
 
     def services_view(self) -> dict[str, Any]:
         """Per service: breaker state and the instances discovery sees, with balancer state."""

@@ -1,8 +1,12 @@
 """Sending one request to a service: instance choice, at most one retry, header hygiene.
 
     Outbound ──> Balancer.pick ──> aiohttp (pooled keep-alive) ──> Answer | Failure
-                     ^                        │ connection error / 502-504, idempotent,
+                     ^                        │ connection error / 502-504 (or a read's
+                     │                        │ per-try timeout), idempotent or keyed,
                      └── another instance <───┘ budget allows: one retry
+
+A read that could be retried gets `per_try_share` of its timeout on the first
+instance and the rest on the second: the route's timeout bounds both together.
 
 `UpstreamSettings.retries_enabled=False` (`ASTRA_UPSTREAM__RETRIES_ENABLED=false`)
 never retries; `route_timeouts_enabled=False` gives every attempt the service's
@@ -76,6 +80,10 @@ _IDENTITY_EXACT = frozenset(
 _IDENTITY_PREFIXES = ("x-user", "x-auth-request-", "x-authenticated-", "x-forwarded-user")
 _RESPONSE_DROPPED = frozenset({"content-length", "server", "date", "x-correlation-id"})
 RETRIED_STATUSES = frozenset({502, 503, 504})
+# Safe to send twice: always retryable. And only these get a per-try timeout (a first
+# attempt of `UpstreamSettings.per_try_share` of the timeout, then a retry): a write
+# that timed out may still be executing, and its retry would race it for its key.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 FailureKind = Literal["no_instance", "connect_error", "timeout", "breaker_open"]
 
@@ -211,17 +219,26 @@ class Upstreams:
         self._budgets: dict[str, RetryBudget] = {}
 
     async def start(self) -> None:
+        keepalive = self._settings.keepalive
         connector = aiohttp.TCPConnector(
             limit=self._settings.pool_limit,
             limit_per_host=self._settings.pool_limit_per_host,
-            keepalive_timeout=30,
+            keepalive_timeout=self._settings.keepalive_seconds if keepalive else None,
+            force_close=not keepalive,
         )
-        self._session = aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,  # pass encodings through untouched
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
             cookie_jar=aiohttp.DummyCookieJar(),  # never share one user's cookies with another
         )
+        # aiohttp silently re-sends a GET/PUT/DELETE whose reused connection was
+        # closed or reset, to the same instance, outside the retry budget and unseen
+        # by the metrics. The gateway owns retries (once, on another instance, counted
+        # and budgeted), so that one is off. Private, like aiohttp's own test client
+        # sets it; tests/gateway/test_upstream_retries.py fails if it stops working.
+        session._retry_connection = False
+        self._session = session
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
@@ -283,13 +300,27 @@ class Upstreams:
         budget = self._budget(service)
         budget.record_request()
         result: Answer | Failure = Failure("no_instance", f"no ready instance of {service}")
+        total = self._settings.attempt_timeout(service, request.timeout)
+        # Per-try timeout: a read that a retry could save gets only a share of its time
+        # on the first instance, so a hung instance costs it that share, not a 504.
+        per_try = (
+            request.method in SAFE_METHODS
+            and self._settings.retries_enabled
+            and len(instances) > 1
+            and self._settings.per_try_share < 1.0
+        )
+        started = time.monotonic()
         while True:
             instance = balancer.pick(instances, exclude=request.attempts)
             if instance is None:
                 return result
             request.attempts.append(instance.instance_id)
+            if len(request.attempts) == 1:
+                timeout = total * self._settings.per_try_share if per_try else total
+            else:  # the retry: what is left of the route's total
+                timeout = max(total - (time.monotonic() - started), 0.001)
             result = await self._attempt(
-                service, balancer, instance.url, instance.instance_id, request
+                service, balancer, instance.url, instance.instance_id, request, timeout
             )
             if lapsed and instance in lapsed and _failed(result):
                 self._discovery.drop(service, instance.instance_id)
@@ -299,8 +330,10 @@ class Upstreams:
                     instance.instance_id,
                     extra={"service": service, "instance": instance.instance_id},
                 )
-            retriable = (isinstance(result, Failure) and result.kind == "connect_error") or (
-                isinstance(result, Answer) and result.status in RETRIED_STATUSES
+            retriable = (
+                (isinstance(result, Failure) and result.kind == "connect_error")
+                or (isinstance(result, Answer) and result.status in RETRIED_STATUSES)
+                or (per_try and isinstance(result, Failure) and result.kind == "timeout")
             )
             if not (retriable and request.retryable and len(request.attempts) == 1):
                 return result
@@ -314,12 +347,17 @@ class Upstreams:
             self._metrics.retries.labels(service, "retried").inc()
 
     async def _attempt(
-        self, service: str, balancer: Balancer, base: str, instance_id: str, request: Outbound
+        self,
+        service: str,
+        balancer: Balancer,
+        base: str,
+        instance_id: str,
+        request: Outbound,
+        seconds_allowed: float,
     ) -> Answer | Failure:
         assert self._session is not None, "Upstreams.start() was not awaited"
         timeout = aiohttp.ClientTimeout(
-            total=self._settings.attempt_timeout(service, request.timeout),
-            connect=self._settings.connect_timeout,
+            total=seconds_allowed, connect=min(self._settings.connect_timeout, seconds_allowed)
         )
         url = URL(base.rstrip("/") + request.target, encoded=True)
         ok: bool | None = None

@@ -3,6 +3,7 @@ is injected, naming the file, the field and the reason."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,11 @@ def test_a_good_file_loads(tmp_path: Path) -> None:
         ({"hypothesis": [{"name": "x", "kind": "promql", "query": "up", "tolerance": {}}]},
          "hypothesis.0.tolerance", "needs min, max or both"),
         ({"duration_seconds": MAX_FAULT_SECONDS + 1}, "duration_seconds", "less than or equal"),
+        ({"fault": {"kind": "toxic", "toxic": {"type": "reset_peer"},
+                    "reconnect_every_seconds": 0}},
+         "fault.toxic.reconnect_every_seconds", "greater than 0"),
+        ({"fault": {"kind": "toxic", "toxic": {"type": "reset_peer"}, "reconnect": True,
+                    "reconnect_every_seconds": 1}}, "fault.toxic", "not both"),
         ({"target": None}, "(top level)", "fault and target go together"),
     ],
 )  # fmt: skip
@@ -100,3 +106,15 @@ def test_a_file_named_unlike_its_id_is_refused(tmp_path: Path) -> None:
 
 def test_the_drills_folder_is_where_the_issue_says() -> None:
     assert Path(__file__).resolve().parents[2] / "chaos" / "drills" == DRILLS
+
+
+def test_runbooks_name_real_drills_and_every_expected_alert_names_its_drill() -> None:
+    runbooks = Path(__file__).resolve().parents[2] / "docs" / "runbooks"
+    ids = {d.id for d in all_drills()}
+    for page in runbooks.glob("*.md"):
+        for named in re.findall(r"astra drill run ([a-z0-9-]+)", page.read_text()):
+            assert named in ids, f"{page.name} names a drill that does not exist: {named}"
+    for drill in all_drills():
+        for alert in drill.alerts.expected:
+            text = (runbooks / f"{alert.name}.md").read_text()
+            assert f"astra drill run {drill.id}" in text, (alert.name, drill.id)

@@ -64,6 +64,30 @@ def test_ejection_backs_off_and_panics_when_all_are_ejected() -> None:
     assert balancer.pick([a, b]) is not None  # everyone ejected: panic mode still routes
 
 
+def test_one_failure_on_probation_ejects_again_and_one_success_forgives() -> None:
+    clock = FakeClock()
+    ejected: list[tuple[str, float]] = []
+    balancer = Balancer(
+        "s",
+        UpstreamSettings(eject_after_failures=3, ejection_seconds=1, max_ejection_seconds=8),
+        clock=clock,
+        on_eject=lambda _s, i, secs, _why: ejected.append((i, secs)),
+    )
+    for _ in range(3):
+        balancer.finished("a", ok=False)
+    assert ejected == [("a", 1)]
+    clock.now += 1.1  # back, on probation: its first answer is the verdict
+    balancer.finished("a", ok=False)
+    assert ejected == [("a", 1), ("a", 2)]  # one failure, not three
+    clock.now += 2.1
+    balancer.finished("a", ok=True)  # recovered: the count and the back-off start over
+    for _ in range(2):
+        balancer.finished("a", ok=False)
+    assert len(ejected) == 2
+    balancer.finished("a", ok=False)
+    assert ejected[-1] == ("a", 1)
+
+
 def test_retry_budget_is_a_ratio_plus_floor_over_a_window() -> None:
     clock = FakeClock()
     budget = RetryBudget(ratio=0.1, floor=2, window_seconds=10, clock=clock)
