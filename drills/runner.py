@@ -302,13 +302,19 @@ class DrillRun:
         )
         redis = Redis.from_url(self.stack.redis_url_as("operator"), socket_timeout=2)
         try:
-
+            # Only an entry delivered less than the toxic's latency ago counts: its reply
+            # is still on the slowed way to the consumer, so its ack cannot have been
+            # sent (found: an entry seen pending whose ack was already in flight, the
+            # toxic slowing replies only, and the kill lost nothing).
             async def held() -> int:
-                total = 0
+                fresh = 0
                 async for stream in redis.scan_iter(match="astra.*", _type="STREAM"):
                     with contextlib.suppress(ResponseError):  # a stream without this group
-                        total += int((await redis.xpending(stream, mid.group))["pending"])
-                return total
+                        entries = await redis.xpending_range(stream, mid.group, "-", "+", 100)
+                        fresh += sum(
+                            1 for e in entries if int(e["time_since_delivered"]) < mid.latency_ms
+                        )
+                return fresh
 
             deadline = time.monotonic() + self._seconds(mid.within_seconds)
             pending = await held()
@@ -319,7 +325,7 @@ class DrillRun:
             await redis.aclose()
         self.journal.activity(
             f"mid-batch: {mid.latency_ms} ms on {mid.proxy}; {mid.group} held {pending} "
-            "unacknowledged",
+            f"delivered under {mid.latency_ms} ms ago, unacknowledged",
             "succeeded" if pending else "failed",
         )
         if not pending:

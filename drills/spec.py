@@ -118,7 +118,8 @@ class DisableFault(_Strict):
 class MidBatch(_Strict):
     """Make "mid-batch" true: slow the process's own Redis link (a latency toxic on
     `proxy`), so a batch is in hand for a while, and send the signal only once
-    `group` holds delivered-but-unacknowledged entries (XPENDING), within `within_seconds`.
+    `group` holds an entry delivered less than `latency_ms` ago (XPENDING: its reply is
+    still on the slowed way, so its ack cannot have been sent), within `within_seconds`.
     Without it a consumer that handles an event in a millisecond is almost never
     killed with anything pending, and the drill passes with its defence off."""
 
