@@ -11,7 +11,9 @@ SYSTEM := redis-server:redis-server redis-benchmark:redis-tools \
 # Only the tests need these: headless Chromium renders the load report (tests/loadtests).
 TEST_SYSTEM := chromium:chromium
 
-.PHONY: up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs seed-data dashboards alerts load load-ui capacity load-verify drills drills-controls
+COMPOSE_LAYERS ?=
+
+.PHONY: compose-up compose-down test-containers up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs seed-data dashboards alerts load load-ui capacity load-verify drills drills-controls
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -120,3 +122,17 @@ load-ui: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+
+# The stack in containers, for a machine with a normal Docker (README "Run it in
+# containers"): builds the image, brings up the core and observability layers and
+# waits until every container is healthy. COMPOSE_LAYERS="chaos load" adds layers.
+compose-up:
+	COMPOSE_LAYERS="$(COMPOSE_LAYERS)" scripts/compose.sh up
+
+compose-down:
+	COMPOSE_LAYERS="$(COMPOSE_LAYERS)" scripts/compose.sh down
+
+# The container proof alone (tests/containers): a private dockerd, the image built on
+# the official base or an offline Debian one, the compose stack up, used and broken.
+test-containers: $(STAMP)
+	$(BIN)/pytest -m containers tests/containers

@@ -71,12 +71,13 @@ class BackgroundLoad:
                 process.send_signal(signal.SIGINT)
         for process in self.processes:
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=40)  # it lets requests in flight end (2 s late ones)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if not self.out.exists():
-            return {"requests": 0, "errors_5xx": 0, "classes": {}}
+        if not self.out.exists():  # killed before it wrote them: unknown, never "0 of 0"
+            return {"requests": None, "errors_5xx": None, "classes": {},
+                    "missing": "Locust wrote no statistics before it was stopped"}  # fmt: skip
         classes = gate.client_view(json.loads(self.out.read_text()))
         return {
             "requests": sum(c.requests for c in classes.values()),

@@ -167,6 +167,10 @@ class AlertRecord:
         by_name = [p for p in self.periods if "/" not in p["name"]]
         return sorted(by_name, key=lambda p: (p["start"], p["name"]))
 
+    def firing_now(self) -> set[str]:
+        """The alerts (and `name/severity` tiers) firing at the latest `seen()`."""
+        return set(self._open)
+
     def fired_after(self, name: str, since: float) -> float | None:
         """Seconds from `since` to the first time `name` fired at or after it."""
         starts = [p["start"] for p in self.periods if p["name"] == name and p["end"] >= since]

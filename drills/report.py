@@ -147,7 +147,10 @@ def _header(journal: Mapping[str, Any]) -> str:
     if journal.get("without_defence"):
         met = status == "failed"
         flag = "<p class='without'>Run <b>without its defence</b>: it must end <b>failed</b>. " + (
-            "It did: the drill catches the failure it is about.</p>"
+            "It did, but <b>inconclusively</b>: a probe that shows the fault took effect "
+            "failed, so the failure is not the defence's absence.</p>"
+            if fault_missed(journal)
+            else "It did: the drill catches the failure it is about.</p>"
             if met
             else f"It ended <b>{_e(status)}</b>: a drill that passes with its defence off "
             "proves nothing, and is a defect.</p>"
@@ -541,11 +544,24 @@ def _no_data(ax: Axes, text: str) -> None:
 # -- the suite ----------------------------------------------------------------------
 
 
+def fault_missed(journal: Mapping[str, Any]) -> bool:
+    """The fault did not take effect: the runner said so (a kill that found nothing
+    mid-batch), or a probe that shows it (`fault_effect`) failed during it."""
+    if _section(journal, "fault").get("took_effect") is False:
+        return True
+    during = _section(_section(journal, "steady_states"), "during")
+    probes = during.get("probes") or []
+    return any(
+        isinstance(p, Mapping) and p.get("fault_effect") and not p.get("met") for p in probes
+    )
+
+
 @dataclass(frozen=True)
 class SummaryRow:
     drill: str
     status: str
     without_defence: bool
+    fault_missed: bool
     time_to_detect: float | None
     time_to_recover: float | None
     errors_5xx: float | None
@@ -561,13 +577,17 @@ class SummaryRow:
     def verdict(self) -> str:
         if not self.without_defence:
             return self.status
+        if self.fault_missed:
+            return f"{self.status}, INCONCLUSIVE: the fault took no effect"
         if self.status == "failed":
             return "failed (defence off, as it must)"
         return f"{self.status} WITH DEFENCE OFF: proves nothing"
 
     @property
     def good(self) -> bool:
-        return self.status == ("failed" if self.without_defence else "passed")
+        if self.without_defence:
+            return self.status == "failed" and not self.fault_missed
+        return self.status == "passed"
 
 
 def summary_rows(journals: Iterable[Mapping[str, Any]]) -> list[SummaryRow]:
@@ -594,6 +614,7 @@ def summary_rows(journals: Iterable[Mapping[str, Any]]) -> list[SummaryRow]:
                 drill=str(journal.get("drill") or "?"),
                 status=str(journal.get("status") or "unknown"),
                 without_defence=bool(journal.get("without_defence")),
+                fault_missed=fault_missed(journal),
                 time_to_detect=_number(journal.get("time_to_detect")),
                 time_to_recover=_number(journal.get("time_to_recover")),
                 errors_5xx=_number(load.get("errors_5xx")),

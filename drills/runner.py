@@ -61,6 +61,10 @@ RECOVERY_WINDOW_SECONDS = 10.0  # the "after" probes look back this far while re
 # error in the fault's first second falls outside the window (found: a 502 0.2 s after
 # the injection, invisible to the 5xx-ratio probe).
 SCRAPE_MARGIN_SECONDS = 2.0
+# An expected alert already firing when the baseline ends cannot show that the fault
+# fired it (found: a stack's start-up backlog firing XpEventsStale, taken for a 0.0 s
+# detection). The baseline waits this long at most for it to stop, then gives up.
+QUIET_SECONDS = 60.0
 
 
 def _clearing_key(alert: ExpectedAlert) -> str:
@@ -214,7 +218,18 @@ class DrillRun:
         held = await self._judge("before", self._seconds(self.drill.baseline_seconds))
         if not held:
             self.journal.problems.append("the steady state did not hold before the fault")
-        return held
+            return False
+        expected = {a.name for a in self.drill.alerts.expected}
+        if not await self._poll(
+            lambda: not expected & self.alerts.firing_now(), self._seconds(QUIET_SECONDS)
+        ):
+            already = ", ".join(sorted(expected & self.alerts.firing_now()))
+            self.journal.problems.append(
+                f"{already} fired before the fault and did not stop within "
+                f"{QUIET_SECONDS:g} s: the drill could not tell what the fault fires"
+            )
+            return False
+        return True
 
     async def _inject(self) -> None:
         self.journal.phase("inject")
@@ -329,6 +344,7 @@ class DrillRun:
             "succeeded" if pending else "failed",
         )
         if not pending:
+            self.journal.fault["took_effect"] = False  # a control failing now proves nothing
             self.journal.problems.append(
                 f"{mid.group} held nothing pending within {mid.within_seconds:g} s: "
                 "the kill is not mid-batch"
@@ -450,6 +466,7 @@ class DrillRun:
                     "value": None if value is None else round(value, 6),
                     "tolerance": probe.tolerance.model_dump(exclude_none=True),
                     "met": met,
+                    **({"fault_effect": True} if probe.fault_effect else {}),
                 }
             )
         met = all(p["met"] for p in probes)

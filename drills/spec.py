@@ -187,6 +187,11 @@ class Probe(_Strict):
     tolerance: Tolerance
     phases: tuple[Phase, ...] = ("before", "during", "after")
     missing: float | None = None  # the value when the query selects nothing (else: fails)
+    # True: this probe shows that the fault took effect at all (resets reached the
+    # gateway's attempts), not that a defence held. Without the defence, its failure
+    # makes the run inconclusive instead of the control's expected failure (found: a
+    # reset-peer control "failed as it must" in a run where no reset reached a request).
+    fault_effect: bool = False
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

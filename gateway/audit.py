@@ -139,6 +139,7 @@ class AuditPublisher:
         self._verify = verify  # reads the subject of a token a login answered with
         self._pending: set[asyncio.Task[None]] = set()
         self.published = 0
+        self.failing = 0  # publications that failed since the last one that worked
 
     def record(self, exchange: AuditedExchange) -> None:
         """Publish what a service decided; count what the gateway refused by itself."""
@@ -201,7 +202,9 @@ class AuditPublisher:
             async with asyncio.timeout(self._s.publish_timeout):
                 await self._publisher.publish(ActionAudited, await make())
             self.published += 1
+            self.failing = 0
         except Exception as e:
+            self.failing += 1
             self._metrics.audit_failures.inc()
             log.warning("audit event not published: %r", e)
 

@@ -65,9 +65,14 @@ class UpstreamSettings(_Part):
     latency_min_samples: int = Field(default=3, ge=1)
     latency_ewma_alpha: float = Field(default=0.3, gt=0, le=1)
     max_ejection_share: float = Field(default=0.5, gt=0, le=1)
-    # Retries: at most one, on another instance, within ratio x requests + floor per window.
+    # Retries, within ratio x requests + floor per window: the second attempt on an
+    # instance not tried yet; a third (up to `max_attempts`) only after a
+    # connection-level failure (reset, refused), on an instance other than the last one
+    # tried: a reset belongs to one connection, and with two instances a blip on both
+    # would otherwise fail the request (found by the reset-peer drill: 1 in ~400).
     # Off: never a second attempt, whatever the request or the budget.
     retries_enabled: bool = True
+    max_attempts: int = Field(default=3, ge=1, le=5)
     # A read's first attempt gets this share of its timeout when a retry on another
     # instance could follow (Envoy's per_try_timeout); 1.0: the whole timeout, and a
     # read that timed out is not retried.

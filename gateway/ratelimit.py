@@ -115,6 +115,11 @@ class RateLimiter:
         self._memory = _MemoryGcra(clock)
         self._redis_back_at = 0.0
 
+    @property
+    def in_memory(self) -> bool:
+        """Limiting per replica (Redis failed within `redis_retry_seconds`)."""
+        return self._clock() < self._redis_back_at
+
     async def check(self, policy: str, rule: RateLimitRule, subject: str) -> Decision:
         key = keys.rate_limit(policy, subject)
         interval_ms = 1000.0 / rule.rate

@@ -135,12 +135,18 @@ class Gateway:
         services = self.services_view()
         ready = all(s["instances"] for s in services.values())
         checks: dict[str, Any] = {"redis": redis_state, "services": services}
-        if redis_state != "ok":
-            checks["degraded"] = [
-                "registry: routing from the cached view",
-                "rate limits: per replica, in memory",
-                "audit events: not published",
-            ]
+        # What each part says of itself, not a list assumed from the ping: the
+        # limiter falls back at its first failed call, so a ping failure predicts it.
+        degraded = []
+        if self.discovery.stale:
+            age = self.discovery.last_refresh_age
+            degraded.append(f"registry: routing from the cached view ({age:.0f} s old)")
+        if self.limiter.in_memory or redis_state != "ok":
+            degraded.append("rate limits: per replica, in memory")
+        if self.auditor.failing:
+            degraded.append(f"audit events: the last {self.auditor.failing} not published")
+        if degraded:
+            checks["degraded"] = degraded
         return ready, checks
 
     def services_view(self) -> dict[str, Any]:

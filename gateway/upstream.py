@@ -1,12 +1,13 @@
-"""Sending one request to a service: instance choice, at most one retry, header hygiene.
+"""Sending one request to a service: instance choice, budgeted retries, header hygiene.
 
     Outbound ──> Balancer.pick ──> aiohttp (pooled keep-alive) ──> Answer | Failure
                      ^                        │ connection error / 502-504 (or a read's
                      │                        │ per-try timeout), idempotent or keyed,
-                     └── another instance <───┘ budget allows: one retry
+                     └── another instance <───┘ budget allows: a retry
 
 A read that could be retried gets `per_try_share` of its timeout on the first
-instance and the rest on the second: the route's timeout bounds both together.
+instance and the rest on the second: the route's timeout bounds both together. A
+third attempt (`max_attempts`) follows only a connection-level failure of both.
 
 `UpstreamSettings.retries_enabled=False` (`ASTRA_UPSTREAM__RETRIES_ENABLED=false`)
 never retries; `route_timeouts_enabled=False` gives every attempt the service's
@@ -25,6 +26,7 @@ parsed is dropped. Other absolute URLs (another site) pass unchanged.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -225,6 +227,7 @@ class Upstreams:
             limit_per_host=self._settings.pool_limit_per_host,
             keepalive_timeout=self._settings.keepalive_seconds if keepalive else None,
             force_close=not keepalive,
+            timeout_ceil_threshold=math.inf,  # see _attempt: timeouts are never rounded up
         )
         session = aiohttp.ClientSession(
             connector=connector,
@@ -311,7 +314,10 @@ class Upstreams:
         )
         started = time.monotonic()
         while True:
-            instance = balancer.pick(instances, exclude=request.attempts)
+            untried = any(i.instance_id not in request.attempts for i in instances)
+            # Every instance tried (a third attempt, see below): any but the last one.
+            exclude = request.attempts if untried else request.attempts[-1:]
+            instance = balancer.pick(instances, exclude=exclude)
             if instance is None:
                 return result
             request.attempts.append(instance.instance_id)
@@ -335,12 +341,18 @@ class Upstreams:
                 or (isinstance(result, Answer) and result.status in RETRIED_STATUSES)
                 or (per_try and isinstance(result, Failure) and result.kind == "timeout")
             )
-            if not (retriable and request.retryable and len(request.attempts) == 1):
+            attempts = len(request.attempts)
+            if not (retriable and request.retryable and attempts < self._settings.max_attempts):
                 return result
             if not self._settings.retries_enabled:
                 return result  # the defence switched off: one attempt, whatever happened
             if not any(i.instance_id not in request.attempts for i in instances):
-                return result
+                # All tried: once more only after a connection-level failure, on an
+                # instance other than the last one (never the same one twice running).
+                connection_level = isinstance(result, Failure) and result.kind == "connect_error"
+                others = any(i.instance_id != request.attempts[-1] for i in instances)
+                if not (connection_level and others):
+                    return result
             if not budget.try_retry():
                 self._metrics.retries.labels(service, "budget_exhausted").inc()
                 return result
@@ -356,8 +368,13 @@ class Upstreams:
         seconds_allowed: float,
     ) -> Answer | Failure:
         assert self._session is not None, "Upstreams.start() was not awaited"
+        # ceil_threshold: aiohttp rounds a timeout of 5 s or more up to the next whole
+        # second of the loop's clock (timer coalescing), so a route's 5 s became up to
+        # 6.0 s (found by the login-slow-close drill); the route's timeout is a promise.
         timeout = aiohttp.ClientTimeout(
-            total=seconds_allowed, connect=min(self._settings.connect_timeout, seconds_allowed)
+            total=seconds_allowed,
+            connect=min(self._settings.connect_timeout, seconds_allowed),
+            ceil_threshold=math.inf,
         )
         url = URL(base.rstrip("/") + request.target, encoded=True)
         ok: bool | None = None

@@ -7,7 +7,9 @@
 Names follow Toxiproxy's `<client>_<upstream>` advice. `astra up --chaos` writes the
 proxies of its actual topology to `<run_dir>/chaos/proxies.json` and starts the fault
 proxy with `-config` on it; `chaos/proxies.json` (committed, checked by `make lint`) is
-the default topology, in the same `-config` format the real Toxiproxy reads:
+the default topology, in the same `-config` format the real Toxiproxy reads, and
+`compose/chaos/proxies.json` the same proxies (names, listen ports) with the compose
+network's addresses, for the compose chaos layer's real Toxiproxy:
 
     python -m stack.chaos generate [--check]
 
@@ -30,6 +32,8 @@ from stack.config import SERVICES, StackSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "chaos" / "proxies.json"
+COMPOSE_COMMITTED = ROOT / "compose" / "chaos" / "proxies.json"
+COMPOSE_SERVICE_PORT = 8000  # stack/containers/roles.py SERVICE_PORT (no import: a layer up)
 API_PORT = 8474  # Toxiproxy's; plus the port offset
 # Listen port = the client's (or the instance's) own port, offset included, + this shift.
 GATEWAY_SHIFT = 10_000
@@ -136,9 +140,29 @@ def default_specs() -> list[ProxySpec]:
     return proxies_for(settings, instances=lambda _service: 1)
 
 
-def generate(check: bool = False, path: Path = COMMITTED) -> int:
-    """Write `chaos/proxies.json`; with `check`, exit 1 (and show how) if it differs."""
-    text = config_text(default_specs())
+def compose_specs() -> list[ProxySpec]:
+    """The committed topology as the compose chaos layer runs it (compose.chaos.yaml):
+    the same names and listen ports, the compose network's addresses (Toxiproxy in its
+    own container, each service one instance under its service name, Redis as `redis`)."""
+    specs = []
+    for spec in default_specs():
+        upstream = "redis:6379"
+        if spec.name.startswith("gateway_"):  # gateway_<service>-1 -> <service>:8000
+            service = spec.name.removeprefix("gateway_").rsplit("-", 1)[0]
+            upstream = f"{service}:{COMPOSE_SERVICE_PORT}"
+        specs.append(ProxySpec(spec.name, f"0.0.0.0:{spec.port}", upstream))
+    return specs
+
+
+def generate(check: bool = False) -> int:
+    """Write the committed topologies; with `check`, exit 1 (and show how) if one differs."""
+    failed = 0
+    for path, specs in ((COMMITTED, default_specs()), (COMPOSE_COMMITTED, compose_specs())):
+        failed |= _generate(path, config_text(specs), check)
+    return failed
+
+
+def _generate(path: Path, text: str, check: bool) -> int:
     if check:
         current = path.read_text() if path.exists() else ""
         if current == text:
@@ -152,6 +176,7 @@ def generate(check: bool = False, path: Path = COMMITTED) -> int:
         sys.stdout.writelines(diff)
         print(f"{path} is out of date: run `python -m stack.chaos generate`", file=sys.stderr)
         return 1
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     print(path)
     return 0
@@ -160,7 +185,7 @@ def generate(check: bool = False, path: Path = COMMITTED) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack.chaos", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="write chaos/proxies.json (the default topology)")
+    gen = sub.add_parser("generate", help="write chaos/proxies.json and compose/chaos/proxies.json")
     gen.add_argument("--check", action="store_true", help="fail if the committed file differs")
     args = parser.parse_args(argv)
     return generate(check=args.check)

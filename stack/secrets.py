@@ -97,12 +97,17 @@ def load_or_create(path: Path, redis_users: Iterable[str], *, generate: bool) ->
     )
 
 
-def write_private(path: Path, content: str) -> None:
-    """Write a file only its owner can read, atomically (no moment at a wider mode)."""
+def write_private(path: Path, content: str, *, mode: int = 0o600, owner: int | None = None) -> None:
+    """Write a file only its owner can read, atomically (no moment at a wider mode);
+    then give it `mode` and, as root, `owner` (a uid: the container role it is for)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(content)
+    if owner is not None and os.geteuid() == 0:
+        os.chown(tmp, owner, 0)
+    if mode != 0o600:
+        os.chmod(tmp, mode)
     os.replace(tmp, path)

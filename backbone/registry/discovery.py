@@ -148,6 +148,10 @@ class Discovery:
         # Expired, not deregistered, within the grace (deadline: their expiry); see lapsed().
         self._lapsed: dict[str, dict[str, _Entry]] = {}
         self._dropped: set[tuple[str, str]] = set()  # lapsed ones a caller gave up on
+        # Following every service (`services=None`): the names the services index listed
+        # live at the latest read. A name drops out of it only by expiring (a
+        # deregistration removes the instance, never the name), see _note_lapses.
+        self._listed_services: set[str] | None = None
         self._lapsed_gauge = _lapsed_gauge(registry)
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -204,6 +208,11 @@ class Discovery:
         self._lapsed_gauge.labels(service).set(len(self.lapsed(service)))
         log.warning("registry: dropped lapsed instance %s/%s", service, instance_id)
         return True
+
+    def all_lapsed(self) -> dict[str, tuple[InstanceInfo, ...]]:
+        """`lapsed(service)` of every service that has any (for the scrape targets)."""
+        found = {service: self.lapsed(service) for service in {*self._view, *self._lapsed}}
+        return {service: infos for service, infos in found.items() if infos}
 
     def all_instances(self) -> dict[str, tuple[InstanceInfo, ...]]:
         """Every live instance whatever its status, by service (for operator views)."""
@@ -315,6 +324,7 @@ class Discovery:
                 for name, score in ((text(m), s) for m, s in replies[1])
                 if score >= now_ms and _NAME_RE.fullmatch(name)
             ]
+            self._listed_services = set(services)
             pipe = self._redis.pipeline(transaction=False)
             for service in services:
                 pipe.zrange(keys.registry_index(service), 0, -1, withscores=True)
@@ -428,6 +438,14 @@ class Discovery:
         for service in {*self._view, *self._lapsed}:
             new = view.get(service)
             listed = {e.info.instance_id for e in new.entries} if new else set()
+            # The service's own entry in the services index expired: all of it did, even
+            # an instance whose record is still ahead locally (found: a partition that
+            # loses only Redis's replies lets one blind instance beat land without the
+            # service beat that follows it; the name expired first, and the instance
+            # read as deregistered, so Prometheus stopped scraping it).
+            name_expired = (
+                self._listed_services is not None and service not in self._listed_services
+            )
             keep = {
                 i: e
                 for i, e in self._lapsed.get(service, {}).items()
@@ -445,7 +463,7 @@ class Discovery:
                         or not entry.info.ready
                     ):
                         continue
-                    if entry.deadline <= now <= entry.deadline + grace:
+                    if (entry.deadline <= now or name_expired) and now <= entry.deadline + grace:
                         if instance_id not in keep:
                             log.warning(
                                 "registry: %s/%s missed its heartbeats; lapsed for %.0fs",

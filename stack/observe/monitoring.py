@@ -64,11 +64,10 @@ def template_fields(settings: StackSettings, out: Path) -> dict[str, str]:
         # the drill profile's shortest window is 5 s: it needs samples every second
         "scrape_interval": "1s" if settings.drill else "5s",
         "evaluation_interval": "1s" if settings.drill else "5s",
-        "observe_port": str(settings.monitoring_port("observe")),
-        "prometheus_port": str(settings.monitoring_port("prometheus")),
-        "alertmanager_port": str(settings.monitoring_port("alertmanager")),
-        "blackbox_port": str(settings.monitoring_port("blackbox")),
-        "redis_exporter_port": str(settings.monitoring_port("redis-exporter")),
+        **{
+            f"{name.replace('-', '_')}_address": f"127.0.0.1:{settings.monitoring_port(name)}"
+            for name in ("observe", "prometheus", "alertmanager", "blackbox", "redis-exporter")
+        },
         # JSON lists are YAML flow sequences
         "gateway_health_targets": json.dumps([f"{g}/health/ready" for g in gateways]),
         "gateway_markets_targets": json.dumps([f"{g}/api/v1/trading/markets" for g in gateways]),
@@ -78,22 +77,26 @@ def template_fields(settings: StackSettings, out: Path) -> dict[str, str]:
 def render(settings: StackSettings, run_dir: Path) -> Path:
     """Write the configs of this run (ports, paths) to `<run_dir>/monitoring/`; return it."""
     out = run_dir / "monitoring"
+    render_to(out, template_fields(settings, out), rule_files(settings.drill))
+    return out
+
+
+def render_to(out: Path, fields: dict[str, str], rules: list[Path]) -> None:
+    """The templates filled with `fields`, and `rules` copied, into `out` (and out/rules)."""
     (out / "rules").mkdir(parents=True, exist_ok=True)
-    fields = template_fields(settings, out)
     for name in ("prometheus.yml", "alertmanager.yml"):
         text = Template((TEMPLATES / name).read_text()).substitute(fields)
         (out / name).write_text(text)
     shutil.copyfile(TEMPLATES / "blackbox.yml", out / "blackbox.yml")
     for old in (out / "rules").glob("*.yml"):
         old.unlink()
-    for rule_file in rule_files(settings):
+    for rule_file in rules:
         shutil.copyfile(rule_file, out / "rules" / rule_file.name)
-    return out
 
 
-def rule_files(settings: StackSettings) -> list[Path]:
+def rule_files(drill: bool) -> list[Path]:
     """The symptom alerts and the SLO rules of the profile (normal, or drill)."""
-    if settings.drill:  # the symptom alerts' drill copies (symptoms-*.yml) are in there
+    if drill:  # the symptom alerts' drill copies (symptoms-*.yml) are in there
         return sorted(DRILL_RULES.glob("*.yml"))
     return [*sorted(RULES.glob("*.yml")), *sorted(SLO_RULES.glob("*.yml"))]
 

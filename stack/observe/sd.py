@@ -6,7 +6,11 @@
 `python -m stack.observe.sd` (started by `astra up` before Prometheus). Discovery
 follows every service in the registry, the gateway included, so an instance that
 registers is scraped after one discovery poll plus one Prometheus SD refresh, and a
-dead one disappears one registry TTL after its last heartbeat. An instance behind a
+dead one disappears once its registration has lapsed (one registry TTL after its last
+heartbeat) and the lapse's grace has run out. Lapsed instances stay targets for that
+grace: one that lost Redis (its heartbeats ride the link that failed) is most likely
+still running, and its metrics are what show why; one that died shows `up == 0` for
+the grace instead of vanishing (ScrapeTargetDown). An instance behind a
 chaos proxy (`astra up --chaos`) registers the proxy as its `url` and its own address
 as `metadata["metrics_url"]`: Prometheus scrapes that one, so it sees the faults
 without suffering them.
@@ -73,12 +77,19 @@ def scrape_url(info: InstanceInfo, hosts: HostPolicy | None = None) -> str:
 
 
 def targets(
-    view: dict[str, tuple[InstanceInfo, ...]], hosts: HostPolicy | None = None
+    view: dict[str, tuple[InstanceInfo, ...]],
+    hosts: HostPolicy | None = None,
+    lapsed: dict[str, tuple[InstanceInfo, ...]] | None = None,
 ) -> list[dict[str, object]]:
-    """The http_sd document: one target group per instance, labelled service/instance."""
+    """The http_sd document: one target group per instance, labelled service/instance;
+    `lapsed` instances (registration expired, within its grace) beside the live ones."""
     groups: list[dict[str, object]] = []
-    for service in sorted(view):
-        for info in view[service]:
+    lapsed = lapsed or {}
+    for service in sorted({*view, *lapsed}):
+        live = view.get(service, ())
+        listed = {info.instance_id for info in live}
+        gone = tuple(i for i in lapsed.get(service, ()) if i.instance_id not in listed)
+        for info in (*live, *gone):
             address = urlsplit(scrape_url(info, hosts)).netloc
             if not address:
                 continue
@@ -91,6 +102,7 @@ def targets(
                         # meta labels are for relabelling only; they never reach a series
                         "__meta_astra_status": info.status,
                         "__meta_astra_version": info.version,
+                        "__meta_astra_lapsed": "false" if info.instance_id in listed else "true",
                     },
                 }
             )
@@ -98,10 +110,11 @@ def targets(
 
 
 async def _targets(request: web.Request) -> web.Response:
-    """Every live instance of every registered service, as Prometheus http_sd JSON."""
+    """Every live or lapsed instance of every registered service, as Prometheus http_sd
+    JSON."""
     discovery, hosts = request.app[DISCOVERY], request.app[HOSTS]
     return web.Response(
-        body=orjson.dumps(targets(discovery.all_instances(), hosts)),
+        body=orjson.dumps(targets(discovery.all_instances(), hosts, discovery.all_lapsed())),
         content_type="application/json",
     )
 

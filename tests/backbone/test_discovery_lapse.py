@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from backbone import keys
 from backbone.config import RegistrySettings
 from backbone.errors import RegistryError
 from backbone.registry import Discovery, InstanceInfo, Registrar
@@ -101,6 +102,30 @@ async def test_an_expired_record_lapses_for_the_grace_then_goes(
         ),
         "the lapsed gauge to clear",
     )
+
+
+async def test_following_every_service_an_expired_service_name_lapses_its_instances(
+    redis_url: str, opened: list[Any]
+) -> None:
+    """The view of every service (`services=None`, what the scrape targets use) reads
+    the names from the services index. A name that expires there while its instance's
+    record is still ahead (a blind instance beat landed, the service beat after it did
+    not) lapses the instance; it is not taken for deregistered."""
+    client = _client(redis_url, opened)
+    discovery: Discovery = await _start(
+        opened, Discovery(client, FAST, services=None, registry=CollectorRegistry())
+    )
+    registrar = await _start(opened, Registrar(_client(redis_url, opened), _info(), FAST))
+    await poll_until(lambda: _async(bool(discovery.all_instances().get("trading"))), "discovered")
+    _stop_beating(registrar)
+    # The instance beat once more on its own: its record is good for a while yet, while
+    # the service's name has already expired from the index.
+    await client.zadd(keys.registry_index("trading"), {"trading-1": 2**52})
+    await client.zrem(keys.REGISTRY_SERVICES, "trading")
+    await poll_until(
+        lambda: _async("trading" not in discovery.all_instances()), "the name to expire"
+    )
+    assert _ids(discovery.all_lapsed().get("trading", ())) == {"trading-1"}
 
 
 async def test_a_deregistered_instance_is_gone_at_once(redis_url: str, opened: list[Any]) -> None:

@@ -14,9 +14,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pytest
 
+from drills.cli import ended_as_it_must
 from drills.fidelity import fidelity
 from drills.report import (
+    fault_missed,
     report_name,
+    summary_rows,
     summary_table,
     timeline_figure,
     write_index,
@@ -362,6 +365,23 @@ def test_a_run_without_its_defence_gets_its_own_report_and_says_what_it_must_do(
     journal = without_defence_journal() | {"status": "passed"}
     page = write_report(journal, tmp_path).read_text()
     assert "proves nothing, and is a defect" in page
+
+
+def test_a_control_whose_fault_took_no_effect_is_inconclusive(tmp_path: Path) -> None:
+    # Failed without its defence, but because the fault never bit (no reset reached a
+    # request): not the control's expected failure.
+    journal = without_defence_journal()
+    journal["steady_states"]["during"] = {"met": False, "probes": [
+        {"name": "resets reached attempts", "kind": "promql", "value": 0.0,
+         "tolerance": {"min": 3.0}, "met": False, "fault_effect": True}]}  # fmt: skip
+    assert fault_missed(journal)
+    assert not ended_as_it_must(journal)
+    (row,) = summary_rows([journal])
+    assert row.verdict == "failed, INCONCLUSIVE: the fault took no effect"
+    assert not row.good
+    assert "inconclusively" in write_report(journal, tmp_path).read_text()
+    assert not fault_missed(without_defence_journal())
+    assert ended_as_it_must(without_defence_journal())
 
 
 # -- the suite ----------------------------------------------------------------------

@@ -118,3 +118,12 @@ def test_runbooks_name_real_drills_and_every_expected_alert_names_its_drill() ->
         for alert in drill.alerts.expected:
             text = (runbooks / f"{alert.name}.md").read_text()
             assert f"astra drill run {drill.id}" in text, (alert.name, drill.id)
+
+
+def test_a_drill_named_twice_in_one_run_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    # One run keeps one stack directory and one set of request ids per drill: a second
+    # pass would count the first's orders again (found: 50 "duplicated" orders).
+    from drills.cli import main
+
+    assert main(["run", "clean", "clean"]) == 2
+    assert "named twice in one run: clean" in capsys.readouterr().err

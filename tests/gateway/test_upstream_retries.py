@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from backbone.registry import InstanceInfo, Registrar
-from tests.gateway.conftest import FAST_REGISTRY, GatewayAt, UpstreamFactory
+from tests.gateway.conftest import FAST_REGISTRY, GatewayAt, UpstreamFactory, until_routed
 from tests.support.poll import poll_until
 
 ANSWER = (
@@ -36,6 +36,7 @@ class ClosesReusedConnections:
 
     requests: int = 0
     connections: int = 0
+    closed_by_client: int = 0  # connections the gateway closed (EOF before a request)
     server: asyncio.Server | None = None
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
@@ -54,7 +55,10 @@ class ClosesReusedConnections:
                 writer.write(ANSWER)
                 await writer.drain()
                 answered = True
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except asyncio.IncompleteReadError:
+            self.closed_by_client += 1
+            return
+        except ConnectionError:
             return
         finally:
             writer.close()
@@ -123,6 +127,36 @@ async def test_a_closed_keepalive_connection_is_not_silently_resent(
 
 
 @pytest.mark.integration
+async def test_an_idle_pooled_connection_is_closed_before_the_upstream_closes_it(
+    redis_url: str,
+    closing_upstream: ClosesReusedConnections,
+    gateway_at: GatewayAt,
+    http: aiohttp.ClientSession,
+) -> None:
+    # `keepalive_seconds` below the upstream's idle timeout: the gateway closes an idle
+    # connection itself, so it never sends a request on one the upstream is closing (the
+    # upstream here closes at any reuse, which a longer keep-alive would hit: a 502).
+    upstream = {"retries_enabled": False, "outlier_ejection": False, "keepalive_seconds": 0.3}
+    async with gateway_at(
+        redis_url, upstream=upstream, fallback={"enabled": False}, breaker={"enabled": False}
+    ) as base:
+        url = f"{base}/api/v1/trading/markets"
+
+        async def routed() -> bool:
+            return await _status(http, url) == 200
+
+        await poll_until(routed, "the upstream routed", timeout=5)
+
+        async def closed_by_the_gateway() -> bool:
+            return closing_upstream.closed_by_client >= 1
+
+        await poll_until(closed_by_the_gateway, "the idle connection closed", timeout=3)
+        assert await _status(http, url) == 200  # on a new connection, not the closed one
+    assert closing_upstream.connections == 2
+    assert closing_upstream.requests == 2
+
+
+@pytest.mark.integration
 async def test_keepalive_off_opens_a_connection_per_request(
     redis_url: str,
     closing_upstream: ClosesReusedConnections,
@@ -183,3 +217,108 @@ async def test_a_read_on_a_hung_instance_is_retried_within_its_timeout(
     else:
         # The whole second on the hung instance, then the route's 504: no time to retry.
         assert all(status == 504 for status, _ in slow_ones), answers
+
+
+@pytest.mark.integration
+async def test_a_five_second_route_timeout_is_kept(
+    redis_url: str,
+    upstreams: UpstreamFactory,
+    gateway_at: GatewayAt,
+    http: aiohttp.ClientSession,
+) -> None:
+    # aiohttp rounds a timeout of 5 s or more up to the next whole second unless told
+    # not to: a 5 s route answered its 504 after up to 6 s (the login-slow-close drill).
+    hung = await upstreams("trading", "trading-1")
+    upstream = {"retries_enabled": False, "route_timeouts": {"GET /api/v1/trading/markets": 5.0}}
+    async with gateway_at(
+        redis_url, upstream=upstream, fallback={"enabled": False}, breaker={"enabled": False}
+    ) as base:
+        url = f"{base}/api/v1/trading/markets"
+        await until_routed(http, url)
+        hung.mode, hung.delay = "slow", 8.0
+        took = []
+        for _ in range(3):  # rounded up, each would land under 5.2 s one time in five
+            started = time.monotonic()
+            assert await _status(http, url) == 504
+            took.append(time.monotonic() - started)
+    assert all(5.0 <= t < 5.2 for t in took), took
+
+
+@dataclass
+class ClosesFirstRequests:
+    """Closes the connection, unanswered, for its first `failures` requests; then answers."""
+
+    failures: int
+    requests: int = 0
+    server: asyncio.Server | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                self.requests += 1
+                if self.requests <= self.failures:
+                    return  # a reset of this connection, as the request arrives
+                writer.write(ANSWER)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("max_attempts", [2, 3])
+async def test_a_reset_on_both_instances_gets_a_third_attempt(
+    max_attempts: int,
+    redis_url: str,
+    gateway_at: GatewayAt,
+    http: aiohttp.ClientSession,
+) -> None:
+    # Each instance drops its first request: whichever goes first, the second attempt
+    # fails too; only a third, on the first instance again, can answer.
+    redis = aioredis.Redis.from_url(redis_url)
+    instances, registrars = [], []
+    for name in ("trading-1", "trading-2"):
+        upstream = ClosesFirstRequests(failures=0)
+        upstream.server = await asyncio.start_server(upstream.serve, "127.0.0.1", 0)
+        port = int(upstream.server.sockets[0].getsockname()[1])
+        info = InstanceInfo(
+            service="trading", instance_id=name, url=f"http://127.0.0.1:{port}",
+            version="1", status="ready",
+        )  # fmt: skip
+        registrar = Registrar(redis, info, FAST_REGISTRY, registry=CollectorRegistry())
+        await registrar.start()
+        instances.append(upstream)
+        registrars.append(registrar)
+    upstream_settings = {
+        "max_attempts": max_attempts,
+        "outlier_ejection": False,
+        "keepalive": False,  # each attempt its own connection: the upstream counts requests
+    }
+    try:
+        async with gateway_at(
+            redis_url,
+            upstream=upstream_settings,
+            fallback={"enabled": False},
+            breaker={"enabled": False},
+        ) as base:
+            url = f"{base}/api/v1/trading/markets"
+
+            async def both_routed() -> bool:
+                await _status(http, url)
+                return all(u.requests for u in instances)
+
+            await poll_until(both_routed, "both instances routed", timeout=10)
+            for upstream in instances:
+                upstream.failures, upstream.requests = 1, 0
+            status = await _status(http, url)
+        assert sorted(u.requests for u in instances) == ([1, 1] if max_attempts == 2 else [1, 2])
+        assert status == (502 if max_attempts == 2 else 200)
+    finally:
+        for registrar in registrars:
+            await registrar.aclose()
+        for upstream in instances:
+            assert upstream.server is not None
+            upstream.server.close()
+        await redis.aclose()

@@ -26,9 +26,13 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = ROOT / "tests" / "backbone" / "registry_child.py"
 TOKEN = "test-registry-token"
-HEARTBEAT, TTL, POLL = 0.3, 1.0, 0.2
+HEARTBEAT, TTL, POLL, GRACE = 0.3, 1.0, 0.2, 3.0
 SETTINGS = RegistrySettings(
-    heartbeat_seconds=HEARTBEAT, ttl_seconds=TTL, poll_seconds=POLL, token=TOKEN
+    heartbeat_seconds=HEARTBEAT,
+    ttl_seconds=TTL,
+    poll_seconds=POLL,
+    expired_grace_seconds=GRACE,
+    token=TOKEN,
 )
 
 
@@ -42,6 +46,7 @@ async def sd_url(redis_url: str, tmp_path: Path) -> AsyncIterator[str]:
         "ASTRA_REGISTRY__HEARTBEAT_SECONDS": str(HEARTBEAT),
         "ASTRA_REGISTRY__TTL_SECONDS": str(TTL),
         "ASTRA_REGISTRY__POLL_SECONDS": str(POLL),
+        "ASTRA_REGISTRY__EXPIRED_GRACE_SECONDS": str(GRACE),
         "ASTRA_REGISTRY__TOKEN": TOKEN,
         "PYTHONPATH": str(ROOT),
     }
@@ -113,14 +118,26 @@ async def test_targets_follow_the_registry(sd_url: str, redis_url: str) -> None:
             assert found["trading-7"]["labels"]["service"] == "trading"
             assert found["trading-7"]["targets"] == ["127.0.0.1:9"]
 
+            assert found["trading-7"]["labels"]["__meta_astra_lapsed"] == "false"
+
             child.kill()  # SIGKILL: no deregistration, only the TTL tells
             await child.wait()
             killed = time.monotonic()
+
+            # Lapsed, not gone: still a target (its failing scrape says `up == 0`), for
+            # the grace; a process that only lost Redis would still be scraped.
+            async def trading_lapsed() -> dict[str, Any] | None:
+                group = (await groups()).get("trading-7")
+                lapsed = group is not None and group["labels"]["__meta_astra_lapsed"] == "true"
+                return group if lapsed else None
+
+            await poll_until(trading_lapsed, "the killed instance to lapse", timeout=15)
 
             async def trading_gone() -> bool:
                 return "trading-7" not in await groups()
 
             await poll_until(trading_gone, "the killed instance to disappear", timeout=15)
+            assert time.monotonic() - killed >= TTL + GRACE - 1  # listed for the grace
             assert time.monotonic() - killed < 15
             assert set(await groups()) == {"gateway-1"}
     finally:

@@ -20,8 +20,10 @@ import pytest
 from chaos.client import ToxiproxyClient
 from stack.chaos import (
     COMMITTED,
+    COMPOSE_COMMITTED,
     ChaosConfigError,
     ProxySpec,
+    compose_specs,
     config_text,
     default_specs,
     proxies_for,
@@ -90,6 +92,17 @@ def test_toxiproxy_config_shape_and_the_committed_file_is_current() -> None:
     assert COMMITTED.read_text() == config_text(default_specs()), (
         "chaos/proxies.json is stale: run `python -m stack.chaos generate`"
     )
+
+
+def test_the_compose_topology_has_the_same_proxies_on_the_compose_network() -> None:
+    # Same names and listen ports (drills name proxies; the drill runner is unchanged),
+    # the compose services' addresses instead of 127.0.0.1 (compose/compose.chaos.yaml).
+    local, compose = default_specs(), compose_specs()
+    assert [(s.name, s.port) for s in compose] == [(s.name, s.port) for s in local]
+    upstreams = {s.name: s.upstream for s in compose}
+    assert upstreams["gateway_trading-1"] == "trading:8000"
+    assert upstreams["trading-1_redis"] == upstreams["gateway-1_redis"] == "redis:6379"
+    assert json.loads(COMPOSE_COMMITTED.read_text()) == toxiproxy_config(compose)
 
 
 # -- a live stack in chaos mode ----------------------------------------------------------
