@@ -32,15 +32,15 @@ from stack.containers.roles import ROLES, SECRETS_DIR, Role
 from stack.redis_acl import acl_file, stack_users, url_for
 from stack.secrets import SecretsError, StackSecrets, load_or_create, write_private
 
-REDIS_ADDRESS = "redis://redis:6379/0"  # the compose service name; ASTRA_REDIS_BASE_URL wins
+REDIS_BASE_URL = "redis://redis:6379/0"  # the compose service name; ASTRA_REDIS_BASE_URL wins
 
 
-def role_env(role: Role, secrets: StackSecrets, redis_address: str) -> dict[str, str]:
+def role_env(role: Role, secrets: StackSecrets, redis_base_url: str) -> dict[str, str]:
     """What `role` is given: its Redis URL as its own user, and the tokens it needs."""
     env: dict[str, str] = {}
     if role.redis_user is not None:
         password = secrets.redis_password(role.redis_user)
-        env["ASTRA_REDIS_URL"] = url_for(redis_address, role.redis_user, password)
+        env["ASTRA_REDIS_URL"] = url_for(redis_base_url, role.redis_user, password)
     if role.registers or role.redis_user == "observe":  # writes or verifies records
         env["ASTRA_REGISTRY__TOKEN"] = secrets.registry_token
     if role.operator:
@@ -75,7 +75,7 @@ def bootstrap(
     directory: Path,
     *,
     generate: bool,
-    redis_address: str = REDIS_ADDRESS,
+    redis_base_url: str = REDIS_BASE_URL,
     postgres: bool = False,
 ) -> None:
     users = stack_users()
@@ -92,7 +92,7 @@ def bootstrap(
         password = _postgres_password(directory, generate=generate)
         database = f"postgresql+asyncpg://astratrade:{password}@{POSTGRES_ADDRESS}"
     for role in ROLES.values():
-        env = role_env(role, secrets, redis_address)
+        env = role_env(role, secrets, redis_base_url)
         if database and role.name == "trading":
             env["ASTRA_DATABASE_URL"] = database
         lines = "".join(f"{key}={value}\n" for key, value in sorted(env.items()))
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap(
             args.dir,
             generate=os.environ.get("ASTRA_ENV", "dev") != "prod",
-            redis_address=os.environ.get("ASTRA_REDIS_BASE_URL", REDIS_ADDRESS),
+            redis_base_url=os.environ.get("ASTRA_REDIS_BASE_URL", REDIS_BASE_URL),
             postgres=os.environ.get("ASTRA_POSTGRES", "false").lower() in {"1", "true", "yes"},
         )
     except SecretsError as e:
