@@ -41,6 +41,13 @@ class BusSettings(_Settings):
     default_retention: StreamRetentionSettings = StreamRetentionSettings()
     retention: dict[str, StreamRetentionSettings] = Field(default_factory=dict)  # by stream
     metrics_sample_interval_ms: int = Field(default=5_000, ge=100)  # XINFO/XPENDING sampling
+    # Replicas that must hold a published event before it counts as published (WAIT n):
+    # the outbox marks a row sent only then, a direct publish says how many held it.
+    # None: 1 when Redis runs under Sentinel (ASTRA_REDIS_SENTINELS: replicas exist), else
+    # 0. Replication is asynchronous: without it a failover can lose an event Redis
+    # acknowledged, with it the event is on the replica Sentinel promotes.
+    replica_acks: int | None = Field(default=None, ge=0, le=5)
+    replica_ack_timeout_ms: int = Field(default=1000, ge=1)
     # Defence switches: on in every real deployment. A chaos drill run with
     # `--without-defence` turns one off to show that the drill catches its absence.
     # ASTRA_BUS__REAPER_ENABLED=false: pending entries are never delivered again, by

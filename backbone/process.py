@@ -24,9 +24,11 @@ from typing import Any, Literal
 import uvicorn
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.asyncio import Redis
 
 from backbone.config import BusSettings, RegistrySettings, TelemetrySettings, require_secret
 from backbone.http_server import HttpLimits, server_options
+from backbone.redis_pool import parse_sentinels, redis_client
 from backbone.telemetry.logs import setup_logging
 from backbone.telemetry.tracing import build_tracer_provider, install_tracer_provider
 
@@ -54,6 +56,10 @@ class ProcessSettings(BaseSettings):
     # of it): registered as metadata[METRICS_URL], which stack.observe.sd prefers.
     metrics_url: str = ""
     redis_url: str = "redis://127.0.0.1:6390/0"
+    # "host:port,host:port": the primary these Sentinels name (`redis_sentinel_master`)
+    # instead of redis_url's host; its credentials and database still come from it.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "astra"
     run_dir: Path = Path("var")
     jwks_url: str = ""  # users service JWKS; default discovered through the registry
     jwt_issuer: str = "astratrade-users"
@@ -78,7 +84,22 @@ class ProcessSettings(BaseSettings):
         if not self.public_url:
             object.__setattr__(self, "public_url", f"http://{self.host}:{self.port}")
         require_secret("ASTRA_REGISTRY__TOKEN", self.registry.token)
+        sentinels = parse_sentinels(self.redis_sentinels)  # refused here, not at first use
+        if self.bus.replica_acks is None:
+            acks = 1 if sentinels else 0
+            object.__setattr__(self, "bus", self.bus.model_copy(update={"replica_acks": acks}))
         return self
+
+    def redis(self, *, connect_timeout: float, socket_timeout: float, wait: float) -> Redis:
+        """This process's Redis client: by URL, or through the Sentinels."""
+        return redis_client(
+            self.redis_url,
+            connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            wait_for_connection=wait,
+            sentinels=parse_sentinels(self.redis_sentinels),
+            sentinel_master=self.redis_sentinel_master,
+        )
 
 
 def serve(

@@ -37,7 +37,11 @@ SERIES: dict[str, str] = {
         for cls in ("read", "write", "auth")
     },
     "breaker_open": "max(astra_gateway_breaker_state == bool 2)",
-    "consumer_lag": "sum(astra_bus_group_lag) + sum(astra_bus_pending_events)",
+    # max by: a group's producer reports it too (backbone/bus/monitor.py).
+    "consumer_lag": (
+        "sum(max by (stream, group) (astra_bus_group_lag))"
+        " + sum(max by (stream, group) (astra_bus_pending_events))"
+    ),
     "outbox_backlog": "sum(astra_outbox_backlog_events)",
 }
 

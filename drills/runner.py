@@ -29,13 +29,18 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from backbone import keys
+from backbone.ids import uuid7
 from chaos.client import ToxiproxyClient
+from contracts import CATALOG
 from drills import accounting
 from drills.load import BackgroundLoad
 from drills.observe import AlertRecord, Watch
@@ -45,9 +50,11 @@ from drills.spec import (
     ExpectedAlert,
     MidBatch,
     Phase,
+    PoisonFault,
     RedisStopFault,
     SignalFault,
     ToxicFault,
+    TrimFault,
     check_targets,
     matching,
 )
@@ -65,6 +72,15 @@ SCRAPE_MARGIN_SECONDS = 2.0
 # fired it (found: a stack's start-up backlog firing XpEventsStale, taken for a 0.0 s
 # detection). The baseline waits this long at most for it to stop, then gives up.
 QUIET_SECONDS = 60.0
+
+
+def text_of(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _entry_id(raw: Any) -> tuple[int, int]:
+    ms, _, seq = text_of(raw).partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _clearing_key(alert: ExpectedAlert) -> str:
@@ -141,6 +157,10 @@ class DrillRun:
         self.toxiproxy = ToxiproxyClient(stack.toxiproxy)
         self._paused: list[str] = []
         self._killed: dict[str, int] = {}
+        # A trim fault's: the entries it removed (the trade index reads the stream) and
+        # the events whose effects it took away on purpose (accounting expects them gone).
+        self._archived: list[accounting.RawEntry] = []
+        self._lost_by_design: frozenset[str] = frozenset()
         self._sampler: asyncio.Task[None] | None = None
         self._churn: asyncio.Task[int] | None = None  # a fault's periodic reconnects
         self._phase = "start"
@@ -275,6 +295,19 @@ class DrillRun:
                 else:
                     self._killed[name] = self.stack.signal(name, signal.SIGKILL)
             what = f"{fault.signal} to {', '.join(names)}"
+        elif isinstance(fault, PoisonFault):
+            names = self._blast(matching(target.processes, self.stack.processes), target.share)
+            producer = await self._poison(fault)
+            what = (
+                f"{fault.count} poison entries on {fault.stream} (as {producer}), "
+                f"for {', '.join(names)}"
+            )
+        elif isinstance(fault, TrimFault):
+            names = self._blast(matching(target.processes, self.stack.processes), target.share)
+            await self._until_mid_batch(fault.mid_batch)
+            for name in names:
+                self._killed[name] = self.stack.signal(name, signal.SIGKILL)
+            what = f"SIGKILL to {', '.join(names)} mid-batch, then " + await self._trim(fault)
         elif isinstance(fault, RedisStopFault):
             names = ["redis"]
             self._paused.append("redis")
@@ -282,8 +315,87 @@ class DrillRun:
             what = "redis-server paused (SIGSTOP)"
         else:  # pragma: no cover - the spec's union is exhaustive
             raise AssertionError(fault)
-        self.journal.fault = {"kind": fault.kind, "targets": names, "start": start, "end": None}
+        # Merged, not replaced: the mid-batch wait may have found that the fault took
+        # no effect (`took_effect`), and a trim records what it removed.
+        self.journal.fault = {
+            **self.journal.fault,
+            "kind": fault.kind,
+            "targets": names,
+            "start": start,
+            "end": None,
+        }
         self.journal.activity(f"inject: {what}", "succeeded", start=start)
+
+    async def _poison(self, fault: PoisonFault) -> str:
+        """XADD entries whose envelope is well-formed but whose data fits no model, as
+        the stream's declared producer (its ACL user): every consumer group must
+        dead-letter each one and carry on. Returns the producer's name."""
+        event_type = CATALOG.for_stream(fault.stream)
+        assert event_type is not None  # the spec checked it
+        producer = event_type.producers[0]
+        redis = Redis.from_url(self.stack.redis_url_as(producer), socket_timeout=5)
+        try:
+            pipe = redis.pipeline(transaction=False)
+            for n in range(fault.count):
+                body = {
+                    "event_id": str(uuid7()),
+                    "type": event_type.type,
+                    "version": event_type.version,
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "producer": producer,
+                    "correlation_id": f"drill-poison-{n}",
+                    "data": {"drill": "poison", "n": n},  # none of the model's fields
+                }
+                pipe.xadd(fault.stream, {keys.ENVELOPE_FIELD: orjson.dumps(body)})
+            await pipe.execute()
+        finally:
+            await redis.aclose()
+        return producer
+
+    async def _trim(self, fault: TrimFault) -> str:
+        """Trim `fault.stream` up to the newest entry every group has been delivered, as
+        its producer (XADD MINID, with a marker entry no consumer can apply). Keeps the
+        trimmed entries for the accounting (the trade index reads the stream) and which
+        of them `mid_batch.group` held unapplied: the effects lost by design."""
+        event_type = CATALOG.for_stream(fault.stream)
+        assert event_type is not None  # the spec checked it
+        group = fault.mid_batch.group
+        reader = Redis.from_url(self.stack.redis_url_as("operator"), socket_timeout=5)
+        writer = Redis.from_url(self.stack.redis_url_as(event_type.producers[0]), socket_timeout=5)
+        try:
+            groups = await reader.xinfo_groups(fault.stream)
+            ms, seq = min(_entry_id(g["last-delivered-id"]) for g in groups)
+            minid = f"{ms}-{seq + 1}"  # MINID keeps ids >= it: the last delivered goes too
+            self._archived = list(await reader.xrange(fault.stream, "-", f"({minid}") or [])
+            held = await reader.xpending_range(fault.stream, group, "-", f"({minid}", 10_000)
+            lost = {text_of(p["message_id"]) for p in held}
+            marker = {"drill": "trim marker: no event"}
+            await writer.xadd(
+                fault.stream,
+                {keys.ENVELOPE_FIELD: orjson.dumps(marker)},
+                minid=minid,
+                approximate=False,
+            )
+        finally:
+            await reader.aclose()
+            await writer.aclose()
+        self._lost_by_design = frozenset(
+            accounting.event_ids(e for e in self._archived if text_of(e[0]) in lost)
+        )
+        self.journal.fault["trimmed"] = {
+            "stream": fault.stream,
+            "minid": minid,
+            "entries": len(self._archived),
+            "pending_for": group,
+            "lost_by_design": sorted(self._lost_by_design),
+        }
+        if not lost:
+            self.journal.fault["took_effect"] = False
+            self.journal.problems.append(f"the trim found nothing pending for {group}")
+        return (
+            f"{fault.stream} trimmed below {minid} as {event_type.producers[0]}: "
+            f"{len(self._archived)} entries, {len(lost)} of them held unapplied by {group}"
+        )
 
     async def _observe(self) -> None:
         self.journal.phase("observe")
@@ -500,6 +612,8 @@ class DrillRun:
             self.stack.redis_url_as("operator"),
             self.load.accounts,
             within=self.drill.accounting.settle_seconds,
+            archived=self._archived,
+            lost_by_design=self._lost_by_design,
         )
 
     # -- verdict ---------------------------------------------------------------------
@@ -561,6 +675,12 @@ class DrillRun:
             problems.append(
                 f"event accounting: {counted.lost} lost, {counted.duplicated} duplicated"
                 + (f", incomplete: {incomplete}" if incomplete else "")
+            )
+        trimmed = j.fault.get("trimmed")
+        if trimmed and counted.lost_by_design != len(trimmed["lost_by_design"]):
+            problems.append(
+                f"event accounting: {counted.lost_by_design} events' XP missing, "
+                f"the trim took {len(trimmed['lost_by_design'])} from {trimmed['pending_for']}"
             )
         for r in j.rollbacks:
             if r["status"] != "succeeded":

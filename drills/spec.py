@@ -3,7 +3,8 @@
     id, title, description
     defence     what the drill proves, and the settings that turn it off
     target      proxies (globs over the stack's proxy names) or processes; blast radius
-    fault       a Toxiproxy toxic | a proxy disabled | a process signalled | Redis stopped
+    fault       a Toxiproxy toxic | a proxy disabled | a process signalled | Redis stopped |
+                poison entries on a stream | a stream trimmed past a group's pending
     duration    how long the fault holds (bounded)
     load        Locust personas at a set rate, for the whole drill
     hypothesis  probes with tolerances, judged before, during and after the fault
@@ -26,6 +27,8 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from contracts import CATALOG
 
 DRILLS = Path(__file__).resolve().parents[1] / "chaos" / "drills"
 MAX_FAULT_SECONDS = 120.0
@@ -139,8 +142,50 @@ class RedisStopFault(_Strict):
     kind: Literal["redis_stop"]  # the stack's own redis-server is paused (SIGSTOP)
 
 
+class PoisonFault(_Strict):
+    """Entries no consumer can apply, written to `stream` with the Redis user of its
+    declared producer (the only one whose ACL may XADD there): what a producer with a
+    bug, or one a release ahead of its consumers, would publish. The target names the
+    consumer processes that must set them aside. Nothing to roll back: each consumer
+    group dead-letters them, and what happens to the dead letters is the runbook's."""
+
+    kind: Literal["poison"]
+    stream: str
+    count: int = Field(default=5, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _a_stream_of_the_catalog(self) -> PoisonFault:
+        if CATALOG.for_stream(self.stream) is None:
+            known = ", ".join(sorted(et.stream_key for et in CATALOG))
+            raise ValueError(f"stream {self.stream!r} is no event stream (known: {known})")
+        return self
+
+
+class TrimFault(_Strict):
+    """Retention reaching past a group's pending entries. The target process (a member
+    of `mid_batch.group`) is killed mid-batch, so it holds entries delivered and not yet
+    applied; before the supervisor restarts it, the stream is trimmed as its producer
+    can (XADD with MINID, the producer's only right to trim) up to the newest entry
+    every group has been delivered: nothing undelivered goes, but the killed consumer's
+    batch does. In production a retention shorter than a stalled group's lag does this
+    (`Retention.check` refuses such a setting; a clock running ahead under age-based
+    retention does not ask). The trimmed batch is lost by design: the accounting
+    expects exactly those events' effects to be missing, and nothing else."""
+
+    kind: Literal["trim"]
+    stream: str
+    mid_batch: MidBatch
+
+    @model_validator(mode="after")
+    def _a_stream_of_the_catalog(self) -> TrimFault:
+        if CATALOG.for_stream(self.stream) is None:
+            raise ValueError(f"stream {self.stream!r} is no event stream")
+        return self
+
+
 Fault = Annotated[
-    ToxicFault | DisableFault | SignalFault | RedisStopFault, Field(discriminator="kind")
+    ToxicFault | DisableFault | SignalFault | RedisStopFault | PoisonFault | TrimFault,
+    Field(discriminator="kind"),
 ]
 
 
@@ -232,7 +277,7 @@ class Abort(_Strict):
 class Load(_Strict):
     rate: float = Field(default=20, gt=0, le=200)  # tasks/s, as `make load`
     users: int = Field(default=10, ge=1, le=100)
-    mix: Literal["default", "traders"] = "default"
+    mix: Literal["default", "traders", "orders"] = "default"
 
 
 class StackShape(_Strict):
@@ -274,6 +319,9 @@ class Drill(_Strict):
             raise ValueError("a toxic or disable fault targets proxies")
         if isinstance(self.fault, SignalFault) and self.target and not self.target.processes:
             raise ValueError("a signal fault targets processes")
+        hits = self.fault if isinstance(self.fault, (PoisonFault, TrimFault)) else None
+        if hits is not None and self.target and not self.target.processes:
+            raise ValueError(f"a {hits.kind} fault targets the consumer processes it hits")
         return self
 
     @property
@@ -346,8 +394,9 @@ def check_targets(drill: Drill, proxies: Iterable[str], processes: Iterable[str]
                 f"({', '.join(processes)})"
             )
     fault = drill.fault
-    if isinstance(fault, SignalFault) and fault.mid_batch and fault.mid_batch.proxy not in proxies:
+    mid = fault.mid_batch if isinstance(fault, (SignalFault, TrimFault)) else None
+    if mid is not None and mid.proxy not in proxies:
         raise DrillError(
-            f"{drill.id}: fault.mid_batch.proxy: {fault.mid_batch.proxy!r} is no proxy of the "
+            f"{drill.id}: fault.mid_batch.proxy: {mid.proxy!r} is no proxy of the "
             f"stack ({', '.join(proxies) or 'none: is it running with --chaos?'})"
         )

@@ -44,6 +44,7 @@ from prometheus_client import CollectorRegistry
 from backbone import keys
 from backbone.auth import Claims
 from backbone.bus.consumer import Consumer, Event, HandlerContext
+from backbone.bus.envelope import new_event_id
 from backbone.bus.publisher import Publisher
 from backbone.config import BusSettings
 from backbone.telemetry.correlation import get_correlation_id
@@ -198,21 +199,52 @@ class AuditPublisher:
         task.add_done_callback(self._pending.discard)
 
     async def _publish(self, make: Callable[[], Awaitable[ActionAuditedData]]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._s.publish_deadline
         try:
             async with asyncio.timeout(self._s.publish_timeout):
-                await self._publisher.publish(ActionAudited, await make())
-            self.published += 1
-            self.failing = 0
+                data = await make()
         except Exception as e:
-            self.failing += 1
-            self._metrics.audit_failures.inc()
-            log.warning("audit event not published: %r", e)
+            self._lost(e)
+            return
+        event_id = new_event_id()  # one id for every attempt: the recorder applies it once
+        pause = 0.1
+        while True:
+            try:
+                async with asyncio.timeout(self._s.publish_timeout):
+                    # The envelope's time is the action's, not the publication's: a slow
+                    # Redis delays both, and the freshness SLO must see that (found: a
+                    # drill's audit events, handled late, read fresh).
+                    await self._publisher.publish(
+                        ActionAudited, data, occurred_at=data.occurred_at, event_id=event_id
+                    )
+                self.published += 1
+                self.failing = 0
+                return
+            except Exception as e:
+                self.failing += 1  # readiness says "degraded" while this lasts
+                if loop.time() + pause >= deadline:
+                    self._lost(e)
+                    return
+                log.info("audit publication retried: %r", e)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _lost(self, error: BaseException) -> None:
+        self._metrics.audit_failures.inc()
+        log.warning("audit event not published: %r", error)
 
     async def aclose(self) -> None:
+        """Waits (bounded) for what is in flight; what is still retrying then is lost,
+        and counted as such."""
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=self._s.publish_timeout * 2)
-        for task in list(self._pending):
+        unfinished = [task for task in self._pending if not task.done()]
+        for task in unfinished:
             task.cancel()
+        if unfinished:
+            self._metrics.audit_failures.inc(len(unfinished))
+            log.warning("audit: %d events still unpublished at shutdown", len(unfinished))
 
 
 def _entry(event: Event[ActionAuditedData]) -> tuple[int, bytes]:

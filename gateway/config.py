@@ -166,7 +166,11 @@ class EdgeSettings(HttpLimits):
 
 class AuditSettings(_Part):
     enabled: bool = True
-    publish_timeout: float = Field(default=2.0, gt=0)  # seconds, per event
+    publish_timeout: float = Field(default=2.0, gt=0)  # seconds, per attempt
+    # An event is retried (same event id) until this long after its action; only then
+    # is it counted lost. A slow or briefly absent Redis must not thin the trail
+    # (found: a drill's 1.8 s Redis link lost 92 of ~100 audit events at 2 s, no retry).
+    publish_deadline: float = Field(default=30.0, gt=0)
     max_pending: int = Field(default=1000, ge=1)  # publications in flight; dropped above
     # The trail keeps what is newer than `retention_seconds` AND within the caps:
     # time bounds how long an account's history is held, the caps bound memory.

@@ -11,7 +11,6 @@ from prometheus_client import CollectorRegistry
 
 from backbone.bus.publisher import Publisher
 from backbone.lifecycle import Lifecycle
-from backbone.redis_pool import redis_client
 from backbone.registry import Discovery, InstanceInfo, Registrar
 from gateway.audit import AuditPublisher, AuditTrail, audit_trail_recorder
 from gateway.auth import Authenticator
@@ -42,8 +41,8 @@ class Gateway:
         self.metrics_registry = registry
         self.metrics: GatewayMetrics = gateway_metrics(registry)
         # Short timeouts: the edge must notice a Redis outage, not wait on it.
-        self.redis: aioredis.Redis = redis_client(
-            settings.redis_url, connect_timeout=0.5, socket_timeout=1.0, wait_for_connection=1.0
+        self.redis: aioredis.Redis = settings.redis(
+            connect_timeout=0.5, socket_timeout=1.0, wait=1.0
         )
         self.discovery = Discovery(
             self.redis, settings.registry, services=settings.services, registry=registry

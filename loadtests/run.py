@@ -40,14 +40,22 @@ from stack.slo.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+MIX_LOCUSTFILES = {"orders": Path(__file__).with_name("orders_locustfile.py")}
 MAX_USERS, MAX_RATE, MAX_SECONDS, MAX_WORKERS = 500, 2000.0, 3600.0, 8
 # Which persona classes a run starts (Locust's positional user classes; weights apply).
-MIXES = {"default": ("Trader", "Browser", "Newcomer"), "traders": ("Trader",)}
+MIXES = {
+    "default": ("Trader", "Browser", "Newcomer"),
+    "traders": ("Trader",),
+    "orders": ("Placer",),
+}
 ORDERS = "POST /api/v1/trading/orders"
 SETTLE_SECONDS = 6.0  # one Prometheus scrape (monitoring/prometheus.yml: 5 s) and a bit
 
-# What a load run raises, so the limits do not decide the run (429s still count apart).
+# What a load run raises, so the limits do not decide the run (429s still count apart),
+# nor the traders' cash: 10,000 buys ~50 shares, and a drill's probe account also
+# trades for the load (found: a drill's after-probes refused 422 "Insufficient funds").
 LOAD_LIMITS = {
+    "ASTRA_STARTING_CASH": "100000000.00",
     "ASTRA_RATE_LIMIT__AUTH__RATE": "100",
     "ASTRA_RATE_LIMIT__AUTH__BURST": "200",
     "ASTRA_RATE_LIMIT__ORDERS__RATE": "500",
@@ -66,7 +74,8 @@ def parser() -> argparse.ArgumentParser:
         "--mix",
         choices=sorted(MIXES),
         default="default",
-        help="default: traders, browsers and newcomers by weight; traders: traders only",
+        help="default: traders, browsers and newcomers by weight; traders: traders only; "
+        "orders: traders who only place orders",
     )
     run.add_argument("--users", type=int, default=10)
     run.add_argument("--rate", type=float, default=20.0, help="user tasks per second, in all")
@@ -203,7 +212,8 @@ def _child_url(info: Mapping[str, Any], name: str) -> str | None:
 
 def locust_commands(args: argparse.Namespace, host: str, run_dir: Path) -> list[list[str]]:
     """The master's (or the only) command first, then one per local worker."""
-    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", "WARNING"]
+    locustfile = MIX_LOCUSTFILES.get(args.mix, LOCUSTFILE)
+    base = [sys.executable, "-m", "locust", "-f", str(locustfile), "--loglevel", "WARNING"]
     main = [
         *base,
         "--headless",

@@ -44,8 +44,10 @@ from contracts.users import UserLoggedIn, UserRegistered
 
 # Commands any client needs to connect and identify itself. (Redis 7.2+ clients also
 # send CLIENT SETINFO, a command 7.0 lacks; redis-py ignores its refusal.)
+# WAIT (keyless: replicas holding this connection's writes) is how a publisher learns
+# that an event survives a failover (BusSettings.replica_acks).
 _CONNECTION = ("+ping", "+hello", "+auth", "+select", "+client|setname",
-               "+client|getname", "+client|id", "+quit", "+reset")  # fmt: skip
+               "+client|getname", "+client|id", "+quit", "+reset", "+wait")  # fmt: skip
 # What a service does with its own keys: plain data commands and scripts (whose
 # inner commands are checked against these same rules), never @dangerous ones.
 _DATA = ("+@read", "+@write", "+@keyspace", "+@transaction", "+time", "+evalsha", "+eval",

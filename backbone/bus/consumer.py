@@ -303,6 +303,7 @@ class Consumer:
             entries = _entries(response)
             if not entries:
                 return
+            self._metrics.own_pending_reread.labels(stream, self.group).inc(len(entries))
             await self._process(stream, entries, redelivered=True)
             start = text(entries[-1][0])
 
@@ -379,8 +380,17 @@ class Consumer:
             events: list[Event[Any]] = []
             for raw_id, fields in entries:
                 entry_id = text(raw_id)
-                if fields is None:  # trimmed while pending: nothing left to deliver
+                # Trimmed while pending: nothing left to deliver. redis-py gives {} (None
+                # in older versions) for such an entry; a real one has a field at least
+                # (found: a trimmed entry misfiled as poison, its loss never counted).
+                if not fields:
                     self._metrics.trimmed_before_ack.labels(stream, self.group).inc()
+                    # The id is all that is left (its time: the first half): what an
+                    # operator rebuilds the effect from, in the producer's records.
+                    log.error(
+                        "pending entry trimmed before it was acked: its effect is lost",
+                        extra={"stream": stream, "group": self.group, "entry_id": entry_id},
+                    )
                     await self.redis.xack(stream, self.group, entry_id)
                     continue
                 raw = fields.get(_ENVELOPE_KEY)
@@ -639,6 +649,10 @@ class Consumer:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
 
+# Why an entry goes to the dead-letter stream (the `reason` label).
+DEAD_LETTER_REASONS = ("poison", "unknown_producer", "failures", "effect_error")
+
+
 class _StreamMetrics:
     """The per-event metric children of one (stream, group)."""
 
@@ -650,6 +664,13 @@ class _StreamMetrics:
         self.failed = metrics.failed.labels(stream, group)
         self.duration = metrics.handler_duration.labels(stream, group)
         self.age = metrics.event_age.labels(stream, group)
+        # The counters alerts take `increase()` of exist at 0 from the start: a series
+        # born at its first increment has no earlier sample, so Prometheus sees no
+        # increase and the alert stays silent (found: a drill's 20 poison entries, all
+        # dead-lettered, and BusDeadLettersGrowing never fired).
+        for reason in DEAD_LETTER_REASONS:
+            metrics.dead_lettered.labels(stream, group, reason)
+        metrics.trimmed_before_ack.labels(stream, group)
 
 
 def _entries(response: Any) -> list[RawEntry]:

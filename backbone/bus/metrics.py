@@ -31,6 +31,13 @@ class BusMetrics:
             ["stream", "path"],
             registry=registry,
         )
+        self.unreplicated = Counter(
+            "astra_bus_unreplicated_publishes_total",
+            "Events Redis accepted but fewer replicas than ASTRA_BUS__REPLICA_ACKS held in "
+            "time (the outbox publishes them again).",
+            ["stream", "path"],
+            registry=registry,
+        )
         self.consumed = Counter(
             "astra_bus_consumed_events_total",
             "Events a group's handler completed and acked.",
@@ -52,6 +59,13 @@ class BusMetrics:
         self.retried = Counter(
             "astra_bus_retried_events_total",
             "Entries reclaimed (XAUTOCLAIM) for another delivery attempt.",
+            ["stream", "group"],
+            registry=registry,
+        )
+        self.own_pending_reread = Counter(
+            "astra_bus_own_pending_reread_events_total",
+            "Entries a consumer held pending and read again itself "
+            "(after a restart or a lost link).",
             ["stream", "group"],
             registry=registry,
         )

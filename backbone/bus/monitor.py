@@ -2,6 +2,14 @@
 
 Sampling (not per-event bookkeeping) keeps the consume path free of extra
 round trips; the interval is `BusSettings.metrics_sample_interval_ms`.
+
+A producer samples *every* group on the streams it publishes, not only its own: a
+consumer that is paused, dead or cut off from Redis cannot report its own lag or its
+oldest pending entry (a drill showed the alerts on them deaf in exactly the cases they
+exist for), so the process on the other end of the stream reports them from outside.
+The same (stream, group) series then comes from two processes; rules and panels take
+`max by (stream, group)`. When sampling fails, the group gauges are cleared rather
+than left at their last value: a frozen "lag 0" would outvote the true view in a max.
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ class StreamMonitor:
         interval_ms: int = 5_000,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        """`watched`: (stream, group) pairs; a stream with no group of ours uses group ""."""
+        """`watched`: (stream, group) pairs; group "" (a stream we publish) means every
+        group on that stream."""
         self._redis = redis
         self._watched = sorted(set(watched))
         self._interval = interval_ms / 1000
@@ -61,7 +70,8 @@ class StreamMonitor:
                 await self.sample()
                 self._outage.recovered()
             except (RedisError, OSError, EOFError) as e:
-                # The gauges keep their last values; sampling resumes with Redis.
+                # Unknown, not stale: another process's view (or none) stands meanwhile.
+                self._forget_groups()
                 delay = min(self._interval, self._outage.failed(e))
             except Exception as e:  # an odd reply must not end sampling for good
                 log.exception("stream sampling failed")
@@ -79,9 +89,8 @@ class StreamMonitor:
             except ResponseError:  # stream not created yet
                 continue
             by_name = {text(g["name"]): g for g in groups}
-            for s, group in self._watched:
-                if s != stream or not group or group not in by_name:
-                    continue
+            wanted = {g for s, g in self._watched if s == stream}
+            for group in sorted(by_name if "" in wanted else wanted & by_name.keys()):
                 info = by_name[group]
                 m.pending.labels(stream, group).set(int(info.get("pending", 0)))
                 lag = info.get("lag")
@@ -90,3 +99,8 @@ class StreamMonitor:
                 oldest = await self._redis.xpending_range(stream, group, "-", "+", 1)
                 age = int(oldest[0]["time_since_delivered"]) / 1000 if oldest else 0.0
                 m.oldest_pending_age.labels(stream, group).set(age)
+
+    def _forget_groups(self) -> None:
+        m = self._metrics
+        for gauge in (m.group_lag, m.pending, m.oldest_pending_age):
+            gauge.clear()

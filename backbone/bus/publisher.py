@@ -33,6 +33,15 @@ class Published:
     event_id: str
     stream: str
     entry_id: str
+    # Replicas that acknowledged it within the timeout (WAIT), of `asked`; None when none
+    # were asked for (`BusSettings.replica_acks` 0). Fewer: a failover now may lose it.
+    replicated: int | None = None
+    asked: int = 0
+
+    @property
+    def durable(self) -> bool:
+        """On as many replicas as were asked for (vacuously, when none were)."""
+        return self.replicated is None or self.replicated >= self.asked
 
 
 class Publisher:
@@ -83,28 +92,48 @@ class Publisher:
             child = self._published[stream] = self._metrics.published.labels(stream, "direct")
         return child
 
-    async def publish(self, event_type: EventType[Any], data: BaseModel) -> Published:
+    async def publish(
+        self,
+        event_type: EventType[Any],
+        data: BaseModel,
+        *,
+        occurred_at: datetime | None = None,
+        event_id: str | None = None,
+    ) -> Published:
+        """`occurred_at`: when the event happened, if before now (an action published in
+        the background): consumers measure freshness from it, so a publication delayed
+        by a slow Redis must not make a late event look fresh. `event_id`: the same id
+        on every retry of one event (a timed-out XADD may have landed; consumers apply
+        one id once)."""
         stream = event_type.stream_key
         with self._tracer.start_as_current_span(f"{stream} publish", kind=_PRODUCER) as span:
-            event_id, body = envelope.encode(
+            eid, body = envelope.encode(
                 event_type,
                 data,
                 producer=self._producer,
                 correlation_id=ensure_correlation_id(),
                 causation_id=get_causation_id(),
                 traceparent=current_traceparent() if self._tracing else None,
+                occurred_at=occurred_at,
+                event_id=event_id,
             )
             if span.is_recording():
-                span.set_attributes(_span_attributes(stream, event_id))
+                span.set_attributes(_span_attributes(stream, eid))
+            acks = self._settings.replica_acks or 0
             try:
-                entry_id = await self._redis.execute_command(  # type: ignore[no-untyped-call]
-                    *self._xadd_args(stream), "*", keys.ENVELOPE_FIELD, body
-                )
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.execute_command(*self._xadd_args(stream), "*", keys.ENVELOPE_FIELD, body)
+                    if acks:
+                        pipe.execute_command("WAIT", acks, self._settings.replica_ack_timeout_ms)
+                    replies = await pipe.execute(raise_on_error=True)
             except RedisError as e:
                 self._metrics.publish_failures.labels(stream, "direct").inc()
-                raise PublishError(f"{stream}: Redis did not accept {event_id}: {e}") from e
+                raise PublishError(f"{stream}: Redis did not accept {eid}: {e}") from e
         self._published_counter(stream).inc()
-        return Published(event_id, stream, text(entry_id))
+        replicated = int(replies[1]) if acks else None
+        if replicated is not None and replicated < acks:
+            self._metrics.unreplicated.labels(stream, "direct").inc()
+        return Published(eid, stream, text(replies[0]), replicated, acks)
 
     async def publish_batch(
         self, events: Sequence[tuple[EventType[Any], BaseModel]]
@@ -145,16 +174,23 @@ class Publisher:
                 if prefix is None:
                     prefix = prefixes[stream] = self._xadd_args(stream)
                 pipe.execute_command(*prefix, "*", keys.ENVELOPE_FIELD, body)
+            acks = self._settings.replica_acks or 0
+            if acks:  # one WAIT covers every write before it on this connection
+                pipe.execute_command("WAIT", acks, self._settings.replica_ack_timeout_ms)
             try:
-                entry_ids = await pipe.execute(raise_on_error=True)
+                replies = await pipe.execute(raise_on_error=True)
             except RedisError as e:
                 for stream, count in Counter(stream for _, stream in ids).items():
                     self._metrics.publish_failures.labels(stream, "direct").inc(count)
                 raise PublishError(f"batch of {len(events)} not fully accepted: {e}") from e
+        entry_ids = replies[: len(ids)]
+        replicated = int(replies[-1]) if acks else None
         for stream, count in Counter(stream for _, stream in ids).items():
             self._published_counter(stream).inc(count)
+            if replicated is not None and replicated < acks:
+                self._metrics.unreplicated.labels(stream, "direct").inc(count)
         return [
-            Published(event_id, stream, text(entry_id))
+            Published(event_id, stream, text(entry_id), replicated, acks)
             for (event_id, stream), entry_id in zip(ids, entry_ids, strict=True)
         ]
 

@@ -4,6 +4,10 @@
     relay batch: lock ─▶ SELECT lowest-id unsent rows ─▶ one XADD pipeline, in id order
                       ─▶ UPDATE sent_at of exactly the accepted rows ─▶ COMMIT ─▶ unlock
 
+With `BusSettings.replica_acks` (on under Sentinel) the pipeline ends in `WAIT n`: a
+batch is marked sent only once n replicas hold it, so a failover to a replica loses no
+event the outbox let go of.
+
 Delivery is at least once. A relay that dies between the XADD and the UPDATE,
 or a publish that timed out after Redis applied it, sends the same event_id again
 with the next batch; consumers deduplicate by event_id. An event is never marked
@@ -278,6 +282,20 @@ class OutboxRelay:
                 f"Redis did not take a batch of {len(rows)} events "
                 f"({type(e).__name__}: {e}); none marked sent"
             ) from e
+        acks = self._settings.replica_acks or 0
+        if acks:
+            replicated, results = results[-1], results[:-1]
+            if _is_error(replicated) or int(replicated) < acks:
+                # Redis took them, not enough replicas did: a failover now could lose
+                # them, so none is marked sent; the next batch publishes them again
+                # (consumers dedupe by event_id).
+                self._count(self._metrics.unreplicated, rows)
+                await self._mark(conn, sent=(), refused=rows)
+                raise OutboxError(
+                    f"a batch of {len(rows)} events reached {replicated} of the {acks} "
+                    f"replicas asked for within {self._settings.replica_ack_timeout_ms} ms; "
+                    "none marked sent"
+                )
         accepted = [row for row, r in zip(rows, results, strict=True) if not _is_error(r)]
         refused = [(row, r) for row, r in zip(rows, results, strict=True) if _is_error(r)]
         self._count(self._metrics.published, accepted)
@@ -298,6 +316,10 @@ class OutboxRelay:
             for row in rows:
                 pipe.xadd(
                     row.stream, {keys.ENVELOPE_FIELD: row.envelope}, **xadd_kwargs[row.stream]
+                )
+            if self._settings.replica_acks:  # after every XADD: one WAIT covers them all
+                pipe.execute_command(
+                    "WAIT", self._settings.replica_acks, self._settings.replica_ack_timeout_ms
                 )
             return await pipe.execute(raise_on_error=False)
 

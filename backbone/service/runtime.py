@@ -28,7 +28,6 @@ from backbone.bus.publisher import Publisher
 from backbone.bus.streams import EventType
 from backbone.lifecycle import Lifecycle
 from backbone.outbox import DEFAULT_TABLE_NAME, Outbox, OutboxRelay, outbox_table
-from backbone.redis_pool import redis_client
 from backbone.registry import Discovery, InstanceInfo, Registrar
 from backbone.service.context import (
     NO_CONTEXT,
@@ -88,9 +87,7 @@ class Runtime(Generic[S, C]):
         self.spec = spec
         self.settings = settings
         self.metrics_registry = registry
-        self.redis: aioredis.Redis = redis_client(
-            settings.redis_url, connect_timeout=2, socket_timeout=5, wait_for_connection=2.0
-        )
+        self.redis: aioredis.Redis = settings.redis(connect_timeout=2, socket_timeout=5, wait=2.0)
         self.publisher = Publisher(
             self.redis, producer=spec.name, settings=settings.bus, registry=registry
         )

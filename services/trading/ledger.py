@@ -260,9 +260,15 @@ class Ledger:
             raise OrderNotFound()
         return found
 
-    async def orders(self, user_id: str, limit: int) -> list[Order]:
+    async def orders(self, user_id: str, limit: int, before: str | None = None) -> list[Order]:
+        """`before`: an order id of the user's (OrderNotFound otherwise): the page after it."""
         async with self._sessions() as session:
-            return await store.recent_orders(session, user_id, limit)
+            cursor = None
+            if before is not None:
+                cursor = await store.order_by_id(session, user_id, before)
+                if cursor is None:
+                    raise OrderNotFound()
+            return await store.recent_orders(session, user_id, limit, cursor)
 
     async def portfolio(self, user_id: str) -> Portfolio:
         async with self._sessions() as session:

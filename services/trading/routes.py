@@ -114,9 +114,14 @@ async def list_orders(
     trader: TraderDep,
     ctx: Trading,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[
+        uuid.UUID | None,
+        Query(description="the last order_id of the previous page: the orders placed before it"),
+    ] = None,
 ) -> list[OrderPublic]:
-    """The caller's orders, newest first."""
-    return [_public(o) for o in await ctx.ledger.orders(trader.user_id, limit)]
+    """The caller's orders, newest first; page on with `before` (404: not one of yours)."""
+    cursor = None if before is None else str(before)
+    return [_public(o) for o in await ctx.ledger.orders(trader.user_id, limit, cursor)]
 
 
 @router.get("/orders/{order_id}", response_model=OrderPublic)

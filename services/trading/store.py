@@ -186,13 +186,15 @@ async def order_by_id(session: AsyncSession, user_id: str, order_id: str) -> Ord
     return None if row is None else Order(**row._mapping)
 
 
-async def recent_orders(session: AsyncSession, user_id: str, limit: int) -> list[Order]:
-    rows = await session.execute(
-        select(orders)
-        .where(orders.c.user_id == user_id)
-        .order_by(orders.c.trade_number.desc())
-        .limit(limit)
-    )
+async def recent_orders(
+    session: AsyncSession, user_id: str, limit: int, before: Order | None = None
+) -> list[Order]:
+    """Newest first; `before`: only the orders placed before that one (keyset paging
+    on the user's own trade sequence, so a page never shifts as new orders land)."""
+    query = select(orders).where(orders.c.user_id == user_id)
+    if before is not None:
+        query = query.where(orders.c.trade_number < before.trade_number)
+    rows = await session.execute(query.order_by(orders.c.trade_number.desc()).limit(limit))
     return [Order(**row._mapping) for row in rows]
 
 

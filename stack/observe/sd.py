@@ -27,13 +27,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
-import redis.asyncio as aioredis
 from aiohttp import web
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backbone.config import RegistrySettings, require_secret
 from backbone.process import METRICS_URL
+from backbone.redis_pool import parse_sentinels, redis_client
 from backbone.registry import Discovery, InstanceInfo
 from backbone.registry._record import HostPolicy, RecordRejected
 
@@ -50,6 +50,8 @@ class ObserveSettings(BaseSettings):
     )
 
     redis_url: str = "redis://127.0.0.1:6390/0"
+    redis_sentinels: str = ""  # as every process: the primary these Sentinels name
+    redis_sentinel_master: str = "astra"
     run_dir: Path = Path("var")
     registry: RegistrySettings = RegistrySettings()
 
@@ -159,8 +161,14 @@ def create_app(
 
 
 async def serve(settings: ObserveSettings, host: str, port: int) -> None:
-    redis = aioredis.Redis.from_url(
-        settings.redis_url, socket_timeout=settings.registry.ttl_seconds / 2
+    redis = redis_client(
+        settings.redis_url,
+        connect_timeout=2.0,
+        socket_timeout=settings.registry.ttl_seconds / 2,
+        wait_for_connection=2.0,
+        max_connections=16,
+        sentinels=parse_sentinels(settings.redis_sentinels),
+        sentinel_master=settings.redis_sentinel_master,
     )
     discovery = Discovery(redis, settings.registry, services=None)
     await discovery.start()

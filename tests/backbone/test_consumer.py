@@ -168,6 +168,60 @@ async def test_poison_entries_go_to_dlq_and_never_block(redis_client: aioredis.R
     assert await pending(redis_client) == 0
 
 
+def test_the_alerted_counters_exist_at_zero_before_anything_happens(
+    redis_client: aioredis.Redis,
+) -> None:
+    """`increase()` sees nothing of a series born at its first increment, so the dead
+    letter and trimmed-entry counters must be exported at 0 from the start (found: a
+    drill dead-lettered 20 poison entries and BusDeadLettersGrowing never fired)."""
+    registry = CollectorRegistry()
+
+    async def handle(event: Event[Ping], ctx: HandlerContext) -> None:
+        pass
+
+    Consumer(
+        redis_client, group="g", consumer="c1", handlers={Pinged: handle}, settings=FAST,
+        producer="test", registry=registry,
+    )  # fmt: skip
+    dead = "astra_bus_dead_lettered_events_total"
+    for reason in ("poison", "unknown_producer", "failures", "effect_error"):
+        labels = {"stream": STREAM, "group": "g", "reason": reason}
+        assert registry.get_sample_value(dead, labels) == 0.0, reason
+    trimmed = "astra_bus_trimmed_before_ack_total"
+    assert registry.get_sample_value(trimmed, {"stream": STREAM, "group": "g"}) == 0.0
+
+
+async def test_pending_entries_trimmed_away_are_counted_as_lost_not_dead_lettered(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A consumer killed with a batch pending, the stream trimmed before it restarts:
+    the restarted consumer finds its entries gone, counts each (BusEventsTrimmedBeforeAck)
+    and acks it; none is misfiled as poison (found: redis-py returns {} for a deleted
+    entry, not None, and the drain dead-lettered it)."""
+    registry = CollectorRegistry()
+    await redis_client.xgroup_create(STREAM, "g", id="0", mkstream=True)
+    await publisher(redis_client, registry).publish_batch([(Pinged, Ping(n=i)) for i in range(3)])
+    held = await redis_client.xreadgroup("g", "c1", {STREAM: ">"}, count=2)  # then "killed"
+    last = held[0][1][-1][0].decode()
+    ms, seq = last.split("-")
+    await redis_client.xtrim(STREAM, minid=f"{ms}-{int(seq) + 1}", approximate=False)
+    handled: list[int] = []
+
+    async def handle(event: Event[Ping], ctx: HandlerContext) -> None:
+        handled.append(event.data.n)
+
+    consumer = Consumer(
+        redis_client, group="g", consumer="c1", handlers={Pinged: handle}, settings=FAST,
+        producer="test", registry=registry,
+    )  # fmt: skip
+    await consumer.run(burst=True)
+    assert handled == [2]  # the one entry the trim left
+    labels = {"stream": STREAM, "group": "g"}
+    assert value(registry, "astra_bus_trimmed_before_ack_total", **labels) == 2
+    assert await redis_client.xlen(keys.dead_letter_stream(STREAM)) == 0
+    assert await pending(redis_client) == 0
+
+
 async def test_context_publish_is_atomic_with_the_ack(redis_client: aioredis.Redis) -> None:
     registry = CollectorRegistry()
     await publisher(redis_client, registry).publish(Pinged, Ping(n=5))

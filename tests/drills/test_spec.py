@@ -127,3 +127,22 @@ def test_a_drill_named_twice_in_one_run_is_refused(capsys: pytest.CaptureFixture
 
     assert main(["run", "clean", "clean"]) == 2
     assert "named twice in one run: clean" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("fault", "target", "message"),
+    [
+        ({"kind": "poison", "stream": "astra.trading.nope.v1"}, {"processes": ["social-1"]},
+         "is no event stream"),
+        ({"kind": "poison", "stream": "astra.trading.trade_executed.v1"},
+         {"proxies": ["gateway_trading-*"]}, "targets the consumer processes"),
+        ({"kind": "trim", "stream": "astra.trading.trade_executed.v1",
+          "mid_batch": {"proxy": "gamification-1_redis", "group": "g"}},
+         {"proxies": ["gateway_trading-*"]}, "targets the consumer processes"),
+    ],
+)  # fmt: skip
+def test_bus_faults_are_refused_without_a_real_stream_or_a_consumer_target(
+    tmp_path: Path, fault: dict[str, object], target: dict[str, object], message: str
+) -> None:
+    with pytest.raises(DrillError, match=message):
+        load_drill(_write(tmp_path, {**GOOD, "fault": fault, "target": target}))

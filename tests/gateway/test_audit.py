@@ -15,6 +15,9 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from backbone.bus.envelope import decode
+from backbone.bus.publisher import Publisher
+from backbone.config import BusSettings
 from contracts.gateway import ActionAudited, ActionAuditedData
 from gateway.audit import AuditPublisher, audit_trail_key
 from gateway.config import AuditSettings, GatewaySettings, RateLimitRule, RateLimitSettings
@@ -160,16 +163,29 @@ class _FailingPublisher:
     def __init__(self) -> None:
         self.release = asyncio.Event()
 
-    async def publish(self, *_: object) -> None:
+    async def publish(self, *_: object, **__: object) -> None:
         await self.release.wait()
         raise ConnectionError("redis is away")
+
+
+class _FlakyPublisher:
+    """Refuses the first `failures` attempts, then accepts: what a slow link does."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts: list[str] = []  # the event id of each attempt
+
+    async def publish(self, *_: object, event_id: str, **__: object) -> None:
+        self.attempts.append(event_id)
+        if len(self.attempts) <= self.failures:
+            raise ConnectionError("no reply in time")
 
 
 async def test_publish_failures_are_counted_and_never_block() -> None:
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
     publisher = _FailingPublisher()
-    auditor = AuditPublisher(publisher, AuditSettings(max_pending=2), metrics)  # type: ignore[arg-type]
+    auditor = AuditPublisher(publisher, AuditSettings(max_pending=2, publish_deadline=0.3), metrics)  # type: ignore[arg-type]
     data = ActionAuditedData(
         action="order",
         subject="u",
@@ -192,6 +208,74 @@ async def test_publish_failures_are_counted_and_never_block() -> None:
     publisher.release.set()
     await auditor.aclose()
     assert registry.get_sample_value(failures) == 3
+
+
+@pytest.mark.integration
+async def test_an_audit_event_is_as_old_as_its_action_not_its_publication(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Consumers measure freshness from the envelope's `occurred_at`: an action whose
+    publication waited (here: 1 s building the event; in a drill, a slow Redis link)
+    must read as late as it is (found: such events read fresh, AuditEventsStale deaf)."""
+    registry = CollectorRegistry()
+    publisher = Publisher(
+        redis_client, producer="gateway", settings=BusSettings(), registry=registry
+    )
+    auditor = AuditPublisher(publisher, AuditSettings(), GatewayMetrics(registry))
+    acted = datetime.now(UTC)
+    data = ActionAuditedData(
+        action="order",
+        subject="u",
+        method="POST",
+        route="/api/v1/trading/orders",
+        status=201,
+        latency_ms=1.0,
+        client_ip="127.0.0.1",
+        correlation_id="c",
+        occurred_at=acted,
+    )
+
+    async def slow_make() -> ActionAuditedData:
+        await asyncio.sleep(1.0)  # the delay under test, not a synchronisation
+        return data
+
+    auditor.submit(slow_make)
+    await auditor.aclose()
+    entries = await redis_client.xrange(ActionAudited.stream_key)
+    assert len(entries) == 1
+    envelope = decode(entries[0][1][b"envelope"])
+    assert envelope.occurred_at == acted
+    assert (datetime.now(UTC) - envelope.occurred_at).total_seconds() >= 1.0
+
+
+async def test_a_failed_publication_is_retried_with_the_same_event_id() -> None:
+    """A slow Redis must not thin the trail (found: a drill's 1.8 s link lost 92 of ~100
+    audit events): retried until the deadline, under one event id (a timed-out XADD may
+    have landed; the recorder applies one id once), and not counted as lost."""
+    registry = CollectorRegistry()
+    publisher = _FlakyPublisher(failures=3)
+    auditor = AuditPublisher(publisher, AuditSettings(), GatewayMetrics(registry))  # type: ignore[arg-type]
+    data = ActionAuditedData(
+        action="order",
+        subject="u",
+        method="POST",
+        route="/api/v1/trading/orders",
+        status=201,
+        latency_ms=1.0,
+        client_ip="127.0.0.1",
+        correlation_id="c",
+        occurred_at=datetime.now(UTC),
+    )
+
+    async def make() -> ActionAuditedData:
+        return data
+
+    auditor.submit(make)
+    await auditor.aclose()
+    assert len(publisher.attempts) == 4
+    assert len(set(publisher.attempts)) == 1
+    assert auditor.published == 1
+    assert registry.get_sample_value("astra_gateway_audit_publish_failures_total") == 0
 
 
 def _gateway_for_users(redis_url: str) -> dict[str, Any]:

@@ -57,6 +57,30 @@ def test_the_traders_mix_starts_only_the_trader_class(tmp_path: Path) -> None:
     assert only[-3:] == ["Trader", "Browser", "Newcomer"]
 
 
+def test_the_orders_mix_runs_placers_from_a_locustfile_holding_only_them(
+    tmp_path: Path,
+) -> None:
+    """A bare `locust -f loadtests/locustfile.py` runs every class the file holds, so
+    the order-only persona lives in its own file and the default mix stays the three."""
+    args = parser().parse_args(["run", "--mix", "orders"])
+    (only,) = locust_commands(args, "http://127.0.0.1:1", tmp_path)
+    assert only[-1] == "Placer"
+    assert only[only.index("-f") + 1].endswith("orders_locustfile.py")
+    listed = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", only[only.index("-f") + 1], "--list"],
+        capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert listed.stdout.split("Available Users:")[1].split() == ["Placer"]
+    # Orders only: Locust merges a base class's tasks, so no read may have crept in
+    # (found: a Placer subclassing Trader read four times per order).
+    tasks = subprocess.run(
+        [sys.executable, "-c", "from loadtests.personas import Placer; "
+         "print(' '.join(t.__name__ for t in Placer.tasks))"],
+        capture_output=True, text=True, timeout=60, check=True, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert tasks.stdout.split() == ["place_order"]
+
+
 def test_cpu_time_of_a_busy_process_is_counted_and_an_idle_one_is_not() -> None:
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])

@@ -227,6 +227,15 @@ async def test_orders_are_listed_newest_first_and_private(
         assert listed[0] == placed[2]
         two = (await http.get(ORDERS, params={"limit": 2}, headers=alice)).json()
         assert [o["order_id"] for o in two] == [placed[2]["order_id"], placed[1]["order_id"]]
+        # The next page starts after the last one listed; a cursor not yours is a 404.
+        rest = await http.get(
+            ORDERS, params={"limit": 2, "before": two[-1]["order_id"]}, headers=alice
+        )
+        assert [o["order_id"] for o in rest.json()] == [placed[0]["order_id"]]
+        assert_problem(
+            await http.get(ORDERS, params={"before": placed[0]["order_id"]}, headers=bob), 404
+        )
+        assert_problem(await http.get(ORDERS, params={"before": "not-an-id"}, headers=alice), 422)
         one = await http.get(f"{ORDERS}/{placed[0]['order_id']}", headers=alice)
         assert one.json() == placed[0]
 
