@@ -13,7 +13,7 @@ TEST_SYSTEM := chromium:chromium
 
 COMPOSE_LAYERS ?=
 
-.PHONY: compose-up compose-down test-containers up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-telemetry clean docs seed-data dashboards alerts kubernetes load load-ui capacity load-verify drills drills-controls
+.PHONY: compose-up compose-down test-containers up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-replication bench-telemetry clean docs seed-data dashboards alerts kubernetes load load-ui capacity load-verify drills drills-controls
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,9 @@ bench-faultproxy: $(STAMP) system
 bench-gateway: $(STAMP) system
 	@scripts/require.sh wrk:wrk nginx:nginx
 	$(BIN)/python -m bench.gateway
+
+bench-replication: $(STAMP) system
+	$(BIN)/python -m bench.replication
 
 bench-telemetry: $(STAMP) system
 	@scripts/require.sh wrk:wrk

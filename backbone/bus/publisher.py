@@ -120,12 +120,15 @@ class Publisher:
             if span.is_recording():
                 span.set_attributes(_span_attributes(stream, eid))
             acks = self._settings.replica_acks or 0
+            xadd = (*self._xadd_args(stream), "*", keys.ENVELOPE_FIELD, body)
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.execute_command(*self._xadd_args(stream), "*", keys.ENVELOPE_FIELD, body)
-                    if acks:
+                if not acks:  # one command, no pipeline object: the common, cheap case
+                    replies = [await self._redis.execute_command(*xadd)]  # type: ignore[no-untyped-call]
+                else:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        pipe.execute_command(*xadd)
                         pipe.execute_command("WAIT", acks, self._settings.replica_ack_timeout_ms)
-                    replies = await pipe.execute(raise_on_error=True)
+                        replies = await pipe.execute(raise_on_error=True)
             except RedisError as e:
                 self._metrics.publish_failures.labels(stream, "direct").inc()
                 raise PublishError(f"{stream}: Redis did not accept {eid}: {e}") from e
