@@ -90,8 +90,8 @@ def create_app(
 
     @app.get("/health/ready")
     async def ready(request: Request) -> JSONResponse:
-        """Every service has an instance to route to; `degraded` (still 200) when Redis
-        does not answer and the gateway routes from its registry cache."""
+        """Some service has an instance to route to; `degraded` (still 200) names what
+        is missing: a service with no instance, Redis (routing from the registry cache)."""
         # Anyone may probe readiness, but instance URLs, ids and breaker state are
         # the operator's (as on /api/v1/services): without the token, only names.
         detail = await operator_detail(request)

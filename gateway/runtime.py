@@ -119,24 +119,30 @@ class Gateway:
         await self._parts.aclose()
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when every service has an instance to route to.
+        """Ready when some service has an instance to route to; `degraded` names what
+        is missing.
 
-        Redis unreachable alone does not make the gateway unready: it routes from its
-        registry cache (while `registry.stale_cache` allows, else discovery lists no
-        instance and readiness fails below) and rate-limits in its own memory. Pulling
-        every replica out of rotation then would turn a Redis outage into a full one;
-        instead `checks["degraded"]` says what is degraded and the answer says so."""
+        A service with no instance does not make the gateway unready: its routes answer
+        an honest 503 while every other service's are served, and pulling every gateway
+        replica out of rotation (a Kubernetes Service, a load balancer, the black-box
+        probe) would turn one service's outage into the whole API's (found: a paused
+        consumer paged GatewayProbeFailing). Likewise Redis unreachable: the gateway
+        routes from its registry cache (while `registry.stale_cache` allows) and
+        rate-limits in its own memory. Unready only with nothing to route to at all."""
         try:
             await asyncio.wait_for(self.redis.ping(), timeout=1.0)
             redis_state = "ok"
         except Exception as e:
             redis_state = f"unreachable: {type(e).__name__}"
         services = self.services_view()
-        ready = all(s["instances"] for s in services.values())
+        ready = any(s["instances"] for s in services.values())
         checks: dict[str, Any] = {"redis": redis_state, "services": services}
         # What each part says of itself, not a list assumed from the ping: the
         # limiter falls back at its first failed call, so a ping failure predicts it.
         degraded = []
+        missing = [name for name, s in services.items() if not s["instances"]]
+        if missing and ready:
+            degraded.append(f"no instance of {', '.join(missing)}: their routes answer 503")
         if self.discovery.stale:
             age = self.discovery.last_refresh_age
             degraded.append(f"registry: routing from the cached view ({age:.0f} s old)")

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from stack.generated import write_or_check
 from stack.observe.monitoring import rule_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,19 +114,7 @@ def generated() -> dict[str, str]:
 
 def generate(out: Path = OUT, *, check: bool = False) -> int:
     """Write the files, or with `check` name the ones that differ (exit 1)."""
-    stale = []
-    for name, text in generated().items():
-        path = out / name
-        if check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    if stale:
-        print(f"out of date (run `make kubernetes`): {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(generated(), out, check=check, how="make kubernetes")
 
 
 def main(argv: list[str] | None = None) -> int:

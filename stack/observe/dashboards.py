@@ -21,6 +21,8 @@ from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableOption
 
+from stack.generated import write_or_check
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "dashboards"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="prometheus")
@@ -503,19 +505,7 @@ def generated() -> dict[str, str]:
 
 def generate(out: Path = OUT, *, check: bool = False) -> int:
     """Write the dashboards, or with `check` report the ones that differ (exit 1)."""
-    stale = []
-    for name, text in generated().items():
-        path = out / name
-        if check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    if stale:
-        print(f"out of date (run `astra dashboards generate`): {', '.join(stale)}")
-        return 1
-    return 0
+    return write_or_check(generated(), out, check=check, how="astra dashboards generate")
 
 
 def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:

@@ -159,6 +159,20 @@ def test_missing_or_placeholder_secrets_are_refused_in_every_env(env: str) -> No
     GatewaySettings(env=env, registry=registry, operator_token=TEST_OPERATOR_TOKEN)
 
 
+def _order_audited(occurred_at: datetime) -> ActionAuditedData:
+    return ActionAuditedData(
+        action="order",
+        subject="u",
+        method="POST",
+        route="/api/v1/trading/orders",
+        status=201,
+        latency_ms=1.0,
+        client_ip="127.0.0.1",
+        correlation_id="c",
+        occurred_at=occurred_at,
+    )
+
+
 class _FailingPublisher:
     def __init__(self) -> None:
         self.release = asyncio.Event()
@@ -186,17 +200,7 @@ async def test_publish_failures_are_counted_and_never_block() -> None:
     metrics = GatewayMetrics(registry)
     publisher = _FailingPublisher()
     auditor = AuditPublisher(publisher, AuditSettings(max_pending=2, publish_deadline=0.3), metrics)  # type: ignore[arg-type]
-    data = ActionAuditedData(
-        action="order",
-        subject="u",
-        method="POST",
-        route="/api/v1/trading/orders",
-        status=201,
-        latency_ms=1.0,
-        client_ip="127.0.0.1",
-        correlation_id="c",
-        occurred_at=datetime(2025, 1, 1, tzinfo=UTC),
-    )
+    data = _order_audited(datetime(2025, 1, 1, tzinfo=UTC))
 
     async def make() -> ActionAuditedData:
         return data
@@ -223,17 +227,7 @@ async def test_an_audit_event_is_as_old_as_its_action_not_its_publication(
     )
     auditor = AuditPublisher(publisher, AuditSettings(), GatewayMetrics(registry))
     acted = datetime.now(UTC)
-    data = ActionAuditedData(
-        action="order",
-        subject="u",
-        method="POST",
-        route="/api/v1/trading/orders",
-        status=201,
-        latency_ms=1.0,
-        client_ip="127.0.0.1",
-        correlation_id="c",
-        occurred_at=acted,
-    )
+    data = _order_audited(acted)
 
     async def slow_make() -> ActionAuditedData:
         await asyncio.sleep(1.0)  # the delay under test, not a synchronisation
@@ -255,17 +249,7 @@ async def test_a_failed_publication_is_retried_with_the_same_event_id() -> None:
     registry = CollectorRegistry()
     publisher = _FlakyPublisher(failures=3)
     auditor = AuditPublisher(publisher, AuditSettings(), GatewayMetrics(registry))  # type: ignore[arg-type]
-    data = ActionAuditedData(
-        action="order",
-        subject="u",
-        method="POST",
-        route="/api/v1/trading/orders",
-        status=201,
-        latency_ms=1.0,
-        client_ip="127.0.0.1",
-        correlation_id="c",
-        occurred_at=datetime.now(UTC),
-    )
+    data = _order_audited(datetime.now(UTC))
 
     async def make() -> ActionAuditedData:
         return data

@@ -91,6 +91,8 @@ class SentinelGroup:
         try:
             if "master_link_status:up" not in _ask(self.replica.port, "INFO", "replication"):
                 return False
+            if not self._sentinel_ports:  # a bare primary and replica
+                return True
             others = len(self._sentinel_ports) - 1
             for port in self._sentinel_ports:
                 reply = _ask(port, "SENTINEL", "SENTINELS", MASTER)
