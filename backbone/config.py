@@ -43,9 +43,10 @@ class BusSettings(_Settings):
     metrics_sample_interval_ms: int = Field(default=5_000, ge=100)  # XINFO/XPENDING sampling
     # Replicas that must hold a published event before it counts as published (WAIT n):
     # the outbox marks a row sent only then, a direct publish says how many held it.
-    # None: 1 when Redis runs under Sentinel (ASTRA_REDIS_SENTINELS: replicas exist), else
-    # 0. Replication is asynchronous: without it a failover can lose an event Redis
-    # acknowledged, with it the event is on the replica Sentinel promotes.
+    # None: 1 when Redis runs under Sentinel or as a cluster (ASTRA_REDIS_SENTINELS,
+    # ASTRA_REDIS_CLUSTER: replicas exist), else 0. Replication is asynchronous: without
+    # it a failover can lose an event Redis acknowledged, with it the event is on the
+    # replica that is promoted. On a cluster each shard's primary is asked on its own.
     replica_acks: int | None = Field(default=None, ge=0, le=5)
     replica_ack_timeout_ms: int = Field(default=1000, ge=1)
     # Defence switches: on in every real deployment. A chaos drill run with

@@ -31,6 +31,34 @@ def processed_marker(stream: str, group: str, event_id: str) -> str:
     return f"{PREFIX}:bus:{{{stream}}}:processed:{group}:{event_id}"
 
 
+def applied_marker(slot: int, stream: str, group: str, event_id: str) -> str:
+    """On a Redis Cluster: "this event's effects in `slot` are applied", kept in that
+    slot (its hash tag hashes there) so one script can check it and apply them."""
+    return f"{PREFIX}:bus:{{{slot_tag(slot)}}}:applied:{stream}:{group}:{event_id}"
+
+
+def slot_tag(slot: int) -> str:
+    """A short hash tag whose cluster slot is `slot` (the table is built on first use)."""
+    global _SLOT_TAGS
+    if _SLOT_TAGS is None:
+        from binascii import crc_hqx  # CRC16-CCITT (XMODEM): the cluster's key hash
+
+        tags: list[str | None] = [None] * 16384
+        missing, n = 16384, 0
+        while missing:  # about 170,000 CRC16s of short strings, once per process
+            tag = f"s{n}"
+            slot_of = crc_hqx(tag.encode(), 0) % 16384
+            if tags[slot_of] is None:
+                tags[slot_of] = tag
+                missing -= 1
+            n += 1
+        _SLOT_TAGS = [t for t in tags if t is not None]
+    return _SLOT_TAGS[slot]
+
+
+_SLOT_TAGS: list[str] | None = None
+
+
 def failure_counts(stream: str, group: str) -> str:
     """Hash entry_id -> handler failures so far; expires with the idle budget."""
     return f"{PREFIX}:bus:{{{stream}}}:failures:{group}"

@@ -60,6 +60,8 @@ class ProcessSettings(BaseSettings):
     # instead of redis_url's host; its credentials and database still come from it.
     redis_sentinels: str = ""
     redis_sentinel_master: str = "astra"
+    # True: redis_url names one node of a Redis Cluster; the client learns the rest.
+    redis_cluster: bool = False
     run_dir: Path = Path("var")
     jwks_url: str = ""  # users service JWKS; default discovered through the registry
     jwt_issuer: str = "astratrade-users"
@@ -85,8 +87,13 @@ class ProcessSettings(BaseSettings):
             object.__setattr__(self, "public_url", f"http://{self.host}:{self.port}")
         require_secret("ASTRA_REGISTRY__TOKEN", self.registry.token)
         sentinels = parse_sentinels(self.redis_sentinels)  # refused here, not at first use
+        if sentinels and self.redis_cluster:
+            raise ValueError(
+                "ASTRA_REDIS_SENTINELS and ASTRA_REDIS_CLUSTER: a Redis is either "
+                "Sentinel-managed or a cluster, not both"
+            )
         if self.bus.replica_acks is None:
-            acks = 1 if sentinels else 0
+            acks = 1 if sentinels or self.redis_cluster else 0
             object.__setattr__(self, "bus", self.bus.model_copy(update={"replica_acks": acks}))
         return self
 
@@ -99,6 +106,7 @@ class ProcessSettings(BaseSettings):
             wait_for_connection=wait,
             sentinels=parse_sentinels(self.redis_sentinels),
             sentinel_master=self.redis_sentinel_master,
+            cluster=self.redis_cluster,
         )
 
 

@@ -1,12 +1,15 @@
-"""The Redis client every long-running process uses: one server by URL, or the
-primary a set of Sentinels names (`ASTRA_REDIS_SENTINELS`), followed across failovers."""
+"""The Redis client every long-running process uses: one server by URL, the primary
+a set of Sentinels names (`ASTRA_REDIS_SENTINELS`), followed across failovers, or a
+Redis Cluster found from the URL's node (`ASTRA_REDIS_CLUSTER`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
@@ -35,6 +38,7 @@ def redis_client(
     max_connections: int = 256,
     sentinels: Sequence[tuple[str, int]] = (),
     sentinel_master: str = "astra",
+    cluster: bool = False,
 ) -> aioredis.Redis:
     """A client over a *blocking* pool: under a burst, callers wait up to
     `wait_for_connection` seconds for a free connection instead of failing with
@@ -48,6 +52,13 @@ def redis_client(
     slow Redis that would double the wait. The retried command may have reached
     Redis before the connection broke; every writer here is idempotent or
     counted at-least-once (bus consumers dedupe, the outbox relay re-publishes)."""
+    if cluster:
+        return _cluster_client(
+            url,
+            connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            max_connections=max_connections,
+        )
     if sentinels:
         return _sentinel_client(
             url,
@@ -100,3 +111,30 @@ def _sentinel_client(
     )
     client: aioredis.Redis = sentinel.master_for(master)
     return client
+
+
+def is_cluster(redis: object) -> bool:
+    """Whether this client talks to a Redis Cluster (its commands route by key slot)."""
+    return isinstance(redis, RedisCluster)
+
+
+def _cluster_client(
+    url: str, *, connect_timeout: float, socket_timeout: float, max_connections: int
+) -> aioredis.Redis:
+    """A Redis Cluster client seeded by the URL's node: it learns the slot map from
+    it, follows MOVED/ASK, and after a failover finds the promoted replica (a broken
+    connection or CLUSTERDOWN makes it reload the map, with backoff, up to its retry
+    budget). Every command the kernel sends names keys of one slot (`backbone.keys`),
+    or goes slot by slot where one atomic step had to become two (see bus/consumer).
+
+    Typed as `Redis`: the cluster client answers the same commands, and the few that
+    differ (pipelines with WAIT, multi-slot scripts) check `is_cluster()` first."""
+    client = RedisCluster.from_url(
+        url,
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=socket_timeout,
+        max_connections=max_connections,
+        health_check_interval=10,
+        require_full_coverage=True,
+    )
+    return cast(aioredis.Redis, client)

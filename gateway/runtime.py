@@ -98,6 +98,7 @@ class Gateway:
     async def start(self) -> None:
         parts = self._parts
         parts.push(self.redis.aclose, "redis")
+        parts.push(self.publisher.aclose, "publisher")
         await self.discovery.start()
         parts.push(self.discovery.aclose, "discovery")
         await self.upstreams.start()

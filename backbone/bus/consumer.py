@@ -33,18 +33,20 @@ import redis.asyncio as aioredis
 from opentelemetry import trace
 from prometheus_client import REGISTRY, CollectorRegistry
 from pydantic import BaseModel
+from redis.crc import key_slot
 from redis.exceptions import RedisError, ResponseError
 
 from backbone import keys
 from backbone._text import text
 from backbone.bus import envelope as envelope_codec
 from backbone.bus._outage import Outage
-from backbone.bus.effects import COMMIT_SCRIPT, Effects, commit_args
+from backbone.bus.effects import COMMIT_SCRIPT, Effects, commit_args, split_by_slot
 from backbone.bus.envelope import Envelope
 from backbone.bus.metrics import BusMetrics, bus_metrics
 from backbone.bus.streams import EventType, Retention, retention_for
 from backbone.config import BusSettings
 from backbone.errors import BusError, EnvelopeError
+from backbone.redis_pool import is_cluster
 from backbone.telemetry import correlation
 from backbone.telemetry.propagation import context_from_traceparent, current_traceparent
 from backbone.telemetry.tracing import resolve_tracer
@@ -152,6 +154,11 @@ class Consumer:
             stream: _StreamMetrics(self._metrics, stream, group) for stream in self._handlers
         }
         self._commit = redis.register_script(COMMIT_SCRIPT)
+        # On a Redis Cluster a commit is two steps and a dead letter two writes (see
+        # bus/effects); the slot-tag table the markers need is built here, not mid-batch.
+        self._cluster = is_cluster(redis)
+        if self._cluster:
+            keys.slot_tag(0)
         self._retention: dict[str, Retention] = {}
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -540,10 +547,66 @@ class Consumer:
         commits: list[tuple[str, str, bool, Effects | None]],
     ) -> list[tuple[str, str]]:
         """Run the commit script; `(entry_id, error)` of events whose effects failed."""
+        if self._cluster:
+            return await self._commit_by_slot(stream, fkey, commits)
         prefix = keys.processed_marker(stream, self.group, "")
         ttl = self.settings.processed_ttl_seconds
         args = commit_args(stream, self.group, ttl, fkey, prefix, commits, markers=self._markers)
         results = await self._commit(keys=[], args=args)
+        return self._count_commit(stream, commits, results)
+
+    async def _commit_by_slot(
+        self,
+        stream: str,
+        fkey: str,
+        commits: list[tuple[str, str, bool, Effects | None]],
+    ) -> list[tuple[str, str]]:
+        """The cluster's two-step commit (bus/effects): each slot's share of the effects
+        under that slot's markers, then, for the events none of whose shares failed,
+        the ack in the stream's slot."""
+        ttl = self.settings.processed_ttl_seconds
+        default_slot = key_slot(stream.encode())
+        shares: dict[int, list[tuple[int, Effects]]] = {}
+        for n, (_, _, _, effects) in enumerate(commits):
+            if effects:
+                for slot, part in split_by_slot(effects, default_slot).items():
+                    shares.setdefault(slot, []).append((n, part))
+
+        async def apply(slot: int, share: list[tuple[int, Effects]]) -> list[Any]:
+            prefix = keys.applied_marker(slot, stream, self.group, "")
+            events = [(commits[n][0], commits[n][1], False, part) for n, part in share]
+            args = commit_args("", self.group, ttl, "", prefix, events, markers=self._markers)
+            return list(await self._commit(keys=[prefix], args=args))
+
+        slots = list(shares.items())
+        replies = await asyncio.gather(*(apply(slot, share) for slot, share in slots))
+        outcome: dict[int, Any] = {}  # commit index -> 1 (applied somewhere), 0, or an error
+        for (_, share), share_results in zip(slots, replies, strict=True):
+            for (n, _), result in zip(share, share_results, strict=True):
+                before = outcome.get(n, 0)
+                if isinstance(before, bytes | str):
+                    continue  # the first error is the one reported
+                outcome[n] = result if isinstance(result, bytes | str) else (before or result)
+        errors = {n for n, r in outcome.items() if isinstance(r, bytes | str)}
+        settle = [c for n, c in enumerate(commits) if n not in errors]
+        prefix = keys.processed_marker(stream, self.group, "")
+        unapplied = [(e, i, f, None) for e, i, f, _ in settle]
+        args = commit_args(stream, self.group, ttl, fkey, prefix, unapplied, markers=self._markers)
+        acked = list(await self._commit(keys=[stream], args=args)) if settle else []
+        results: list[Any] = []
+        settled = iter(acked)
+        for n, (_, _, _, effects) in enumerate(commits):
+            stream_result = None if n in errors else next(settled)
+            results.append(outcome[n] if effects else stream_result)
+        return self._count_commit(stream, commits, results)
+
+    def _count_commit(
+        self,
+        stream: str,
+        commits: list[tuple[str, str, bool, Effects | None]],
+        results: list[Any],
+    ) -> list[tuple[str, str]]:
+        """Count the fresh and duplicate deliveries; `(entry_id, error)` of refusals."""
         fresh = late_duplicates = 0
         errors: list[tuple[str, str]] = []
         for (_, entry_id, _, effects), result in zip(commits, results, strict=True):
@@ -582,7 +645,8 @@ class Consumer:
         attempts: int,
         reason: str,
     ) -> None:
-        """Move an entry to `<stream>.dlq` with why, and ack it, in one MULTI/EXEC."""
+        """Move an entry to `<stream>.dlq` with why, and ack it, in one MULTI/EXEC (on
+        a cluster: the dead letter, then the ack)."""
         raw = fields.get(_ENVELOPE_KEY)
         record: dict[str, str | bytes | int] = {
             "envelope": raw if raw is not None else repr(fields)[:4000],
@@ -594,8 +658,16 @@ class Consumer:
             "attempts": attempts,
             "failed_at": datetime.now(UTC).isoformat(),
         }
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(keys.dead_letter_stream(stream), record, maxlen=_DLQ_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        dlq = keys.dead_letter_stream(stream)
+        if self._cluster:
+            # Two slots: the dead letter first, then the ack. Killed between the two,
+            # the entry is delivered again and dead-lettered again: at least once, a
+            # duplicate record carries the same `entry_id`. Never acked unrecorded.
+            await self.redis.xadd(dlq, record, maxlen=_DLQ_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            pipe = self.redis.pipeline(transaction=True)
+        else:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.xadd(dlq, record, maxlen=_DLQ_MAXLEN, approximate=True)  # type: ignore[arg-type]
         pipe.xack(stream, self.group, entry_id)
         pipe.hdel(keys.failure_counts(stream, self.group), entry_id)
         await pipe.execute()

@@ -13,17 +13,29 @@ the error — never reported as consumed.
 Events the handler publishes (`ctx.publish`) are XADDs in the same script: a
 Redis-native outbox for handlers whose state is in Redis.
 
-Cluster note: the script touches the marker, the failure hash (both tagged with
-the stream name, so in the stream's slot) and whatever keys the effects name.
-On Redis Cluster, effects must use keys in the stream's slot; this stack runs a
-single Redis primary, where the script is atomic across any keys.
+On one Redis server (or a Sentinel-managed primary) that script is the whole
+commit. On a Redis Cluster a script may only touch keys of one slot, and an event's
+effects name keys anywhere (a user's XP, the leaderboard, another stream), so the one
+atomic step becomes two (`split_by_slot`):
+  1. per slot its effects touch, the same script without an ack: that slot's share of
+     each event's effects, guarded by a marker *in that slot* (`keys.applied_marker`);
+  2. in the stream's slot, the script with no effects: stream marker, failure count,
+     XACK.
+A consumer killed between the two leaves the entry pending with some or all of its
+effects applied; its redelivery finds each slot's marker and re-applies nothing,
+then acks. What is lost is atomicity across slots, not exactly-once effects: for a
+moment a reader can see an event's XP but not yet its leaderboard score.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-# ARGV layout: stream, group, ttl, failures_key, marker_prefix, markers (1/0), n_events,
+from redis.crc import key_slot
+
+# ARGV layout: stream ('' = apply effects and markers, no ack), group, ttl,
+#   failures_key, marker_prefix, markers (1/0), n_events,
 #   then per event: event_id, entry_id, meta (= 2 * n_cmds + had_failures), then per
 #   command: n_args, args...
 # The marker key is marker_prefix .. event_id: every argument the script need not
@@ -68,12 +80,12 @@ for e = 1, n do
     ids[#ids + 1] = entry_id
     results[#results + 1] = fresh and 1 or 0
   end
-  if #ids == 500 then
+  if #ids == 500 and stream ~= '' then
     redis.call('XACK', stream, group, unpack(ids))
     ids = {}
   end
 end
-if #ids > 0 then
+if #ids > 0 and stream ~= '' then
   redis.call('XACK', stream, group, unpack(ids))
 end
 return results
@@ -113,7 +125,7 @@ def commit_args(
     ttl_seconds: int,
     failures_key: str,
     marker_prefix: str,
-    events: list[tuple[str, str, bool, Effects | None]],
+    events: Sequence[tuple[str, str, bool, Effects | None]],
     *,
     markers: bool = True,
 ) -> list[Any]:
@@ -137,3 +149,22 @@ def commit_args(
             args.append(len(command))
             args.extend(command)
     return args
+
+
+def split_by_slot(effects: Effects, default_slot: int) -> dict[int, Effects]:
+    """One event's effects grouped by the cluster slot of each command's key (its
+    second word; a command with none goes to `default_slot`, the stream's), each
+    group in the handler's order."""
+    parts: dict[int, Effects] = {}
+    for command in effects.commands:
+        key = command[1] if len(command) > 1 else None
+        slot = key_slot(_as_bytes(key)) if key is not None else default_slot
+        part = parts.get(slot)
+        if part is None:
+            part = parts[slot] = Effects()
+        part.commands.append(command)
+    return parts
+
+
+def _as_bytes(key: str | bytes | int | float) -> bytes:
+    return key if isinstance(key, bytes) else str(key).encode()

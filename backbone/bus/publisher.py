@@ -21,6 +21,7 @@ from backbone.bus.metrics import bus_metrics
 from backbone.bus.streams import EventType, Retention, retention_for
 from backbone.config import BusSettings
 from backbone.errors import PublishError
+from backbone.replicated_write import ReplicatedWriter
 from backbone.telemetry.correlation import ensure_correlation_id, get_causation_id
 from backbone.telemetry.propagation import current_traceparent
 from backbone.telemetry.tracing import resolve_tracer
@@ -50,6 +51,7 @@ class Publisher:
         publisher = Publisher(redis, producer="trading", settings=BusSettings())
         await publisher.publish(TradeExecuted, TradeExecutedData(...))
         await publisher.publish_batch([(XpGained, a), (LevelUp, b)])
+        await publisher.aclose()   # its per-primary connections, on a Redis Cluster
 
     Retention is checked against the lag budget when the publisher is built, so a
     misconfigured stream fails at start-up rather than trimming unread events.
@@ -75,6 +77,11 @@ class Publisher:
         for stream in settings.retention:
             self._retention[stream] = retention_for(settings, stream)
         retention_for(settings, "default")  # the default must respect the budget too
+        self._writer = ReplicatedWriter(redis)  # XADD then WAIT, shard by shard
+
+    async def aclose(self) -> None:
+        """Close what the publisher opened itself; the Redis client is the caller's."""
+        await self._writer.aclose()
 
     def _xadd_args(self, stream: str) -> tuple[Any, ...]:
         """`XADD stream MAXLEN|MINID ~ n` up to the ID, built from the stream's retention."""
@@ -122,21 +129,23 @@ class Publisher:
             acks = self._settings.replica_acks or 0
             xadd = (*self._xadd_args(stream), "*", keys.ENVELOPE_FIELD, body)
             try:
+                replicated: int | None = None
                 if not acks:  # one command, no pipeline object: the common, cheap case
-                    replies = [await self._redis.execute_command(*xadd)]  # type: ignore[no-untyped-call]
+                    entry_id = await self._redis.execute_command(*xadd)  # type: ignore[no-untyped-call]
                 else:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        pipe.execute_command(*xadd)
-                        pipe.execute_command("WAIT", acks, self._settings.replica_ack_timeout_ms)
-                        replies = await pipe.execute(raise_on_error=True)
-            except RedisError as e:
+                    done = await self._writer.write(
+                        [xadd], acks, self._settings.replica_ack_timeout_ms
+                    )
+                    entry_id, replicated = done.replies[0], done.replicated
+                    if isinstance(entry_id, Exception):
+                        raise entry_id
+            except (RedisError, OSError) as e:
                 self._metrics.publish_failures.labels(stream, "direct").inc()
                 raise PublishError(f"{stream}: Redis did not accept {eid}: {e}") from e
         self._published_counter(stream).inc()
-        replicated = int(replies[1]) if acks else None
         if replicated is not None and replicated < acks:
             self._metrics.unreplicated.labels(stream, "direct").inc()
-        return Published(eid, stream, text(replies[0]), replicated, acks)
+        return Published(eid, stream, text(entry_id), replicated, acks)
 
     async def publish_batch(
         self, events: Sequence[tuple[EventType[Any], BaseModel]]
@@ -158,7 +167,7 @@ class Publisher:
             causation_id = get_causation_id()
             traceparent = current_traceparent() if self._tracing else None
             occurred_at = datetime.now(UTC)  # one instant for events published together
-            pipe = self._redis.pipeline(transaction=False)
+            commands: list[tuple[Any, ...]] = []
             ids: list[tuple[str, str]] = []
             prefixes: dict[str, tuple[Any, ...]] = {}
             for event_type, data in events:
@@ -176,18 +185,27 @@ class Publisher:
                 prefix = prefixes.get(stream)
                 if prefix is None:
                     prefix = prefixes[stream] = self._xadd_args(stream)
-                pipe.execute_command(*prefix, "*", keys.ENVELOPE_FIELD, body)
+                commands.append((*prefix, "*", keys.ENVELOPE_FIELD, body))
             acks = self._settings.replica_acks or 0
-            if acks:  # one WAIT covers every write before it on this connection
-                pipe.execute_command("WAIT", acks, self._settings.replica_ack_timeout_ms)
+            replicated: int | None = None
             try:
-                replies = await pipe.execute(raise_on_error=True)
-            except RedisError as e:
+                if not acks:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for command in commands:
+                            pipe.execute_command(*command)
+                        entry_ids = await pipe.execute(raise_on_error=True)
+                else:
+                    done = await self._writer.write(
+                        commands, acks, self._settings.replica_ack_timeout_ms
+                    )
+                    entry_ids, replicated = done.replies, done.replicated
+                    failed = next((r for r in entry_ids if isinstance(r, Exception)), None)
+                    if failed is not None:
+                        raise failed
+            except (RedisError, OSError) as e:
                 for stream, count in Counter(stream for _, stream in ids).items():
                     self._metrics.publish_failures.labels(stream, "direct").inc(count)
                 raise PublishError(f"batch of {len(events)} not fully accepted: {e}") from e
-        entry_ids = replies[: len(ids)]
-        replicated = int(replies[-1]) if acks else None
         for stream, count in Counter(stream for _, stream in ids).items():
             self._published_counter(stream).inc(count)
             if replicated is not None and replicated < acks:

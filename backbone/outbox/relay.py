@@ -47,6 +47,7 @@ from backbone.bus.streams import retention_for
 from backbone.config import BusSettings
 from backbone.errors import OutboxError
 from backbone.outbox._lock import relay_lock_for
+from backbone.replicated_write import ReplicatedWriter
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class OutboxRelay:
             retention_for(settings, stream)
         retention_for(settings, "default")
         self._lock = relay_lock_for(engine, table)
+        self._writer = ReplicatedWriter(redis)  # XADDs then WAIT, shard by shard
         self._batch_lock = asyncio.Lock()  # one batch at a time within this relay
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -147,6 +149,7 @@ class OutboxRelay:
                 await self._drain(deadline)
         finally:
             self._lock.close()
+            await self._writer.aclose()
 
     async def __aenter__(self) -> OutboxRelay:
         await self.start()
@@ -312,14 +315,18 @@ class OutboxRelay:
     async def _xadd(
         self, rows: Sequence[_Pending], xadd_kwargs: dict[str, dict[str, Any]]
     ) -> list[Any]:
+        acks = self._settings.replica_acks
+        if acks:  # the XADDs, then a WAIT on each shard's connection: one list, WAIT last
+            done = await self._writer.write(
+                [_xadd_command(row, xadd_kwargs[row.stream]) for row in rows],
+                acks,
+                self._settings.replica_ack_timeout_ms,
+            )
+            return [*done.replies, done.replicated]
         async with self._redis.pipeline(transaction=False) as pipe:
             for row in rows:
                 pipe.xadd(
                     row.stream, {keys.ENVELOPE_FIELD: row.envelope}, **xadd_kwargs[row.stream]
-                )
-            if self._settings.replica_acks:  # after every XADD: one WAIT covers them all
-                pipe.execute_command(
-                    "WAIT", self._settings.replica_acks, self._settings.replica_ack_timeout_ms
                 )
             return await pipe.execute(raise_on_error=False)
 
@@ -390,6 +397,15 @@ class OutboxRelay:
         state = "closed" if self._closed else "running" if self._task else "idle"
         backlog = f" backlog={self._last_backlog.events}" if self._last_backlog else ""
         return f"<OutboxRelay table={self.table.fullname} {state}{backlog}>"
+
+
+def _xadd_command(row: _Pending, kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """`XADD stream MAXLEN|MINID ~ n * envelope <json>`, as `Redis.xadd(**kwargs)` sends it."""
+    if "maxlen" in kwargs:
+        trim: tuple[Any, ...] = ("MAXLEN", "~", kwargs["maxlen"])
+    else:
+        trim = ("MINID", "~", kwargs["minid"])
+    return ("XADD", row.stream, *trim, "*", keys.ENVELOPE_FIELD, row.envelope)
 
 
 def _is_error(result: object) -> bool:

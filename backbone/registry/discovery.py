@@ -54,6 +54,7 @@ from backbone import keys
 from backbone._text import text
 from backbone.config import RegistrySettings
 from backbone.errors import RegistryError
+from backbone.redis_pool import is_cluster
 from backbone.registry._record import HostPolicy, RecordRejected, RejectReason, decode_record
 from backbone.registry.metrics import registry_metrics
 from backbone.registry.models import NAME_PATTERN, STATUSES, InstanceInfo
@@ -128,6 +129,7 @@ class Discovery:
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self._redis = redis
+        self._cluster = is_cluster(redis)  # TIME goes outside the pipeline there
         self._settings = settings
         self._services = None if services is None else tuple(dict.fromkeys(services))
         for service in self._services or ():
@@ -308,13 +310,20 @@ class Discovery:
         self, started: float
     ) -> tuple[dict[str, _ServiceView], list[tuple[str, str, RecordRejected]]]:
         pipe = self._redis.pipeline(transaction=False)
-        pipe.time()
+        if self._cluster:
+            # A cluster pipeline routes by key and TIME has none: asked on its own, of
+            # any node (expiries are that node's clock: keep the nodes' clocks in sync).
+            pipe_time = await self._redis.time()
+        else:
+            pipe.time()
         if self._services is None:
             pipe.zrange(keys.REGISTRY_SERVICES, 0, -1, withscores=True)
         else:
             for service in self._services:
                 pipe.zrange(keys.registry_index(service), 0, -1, withscores=True)
         replies: list[Any] = await pipe.execute()
+        if self._cluster:
+            replies.insert(0, pipe_time)
         seconds, micros = replies[0]
         now_ms = int(seconds) * 1000 + int(micros) // 1000
 
@@ -343,7 +352,10 @@ class Discovery:
         if wanted:
             pipe = self._redis.pipeline(transaction=False)
             for service in wanted:  # one MGET per service: its keys share a slot
-                pipe.mget([keys.registry_instance(service, i) for i, _ in live[service]])
+                # (execute_command: the cluster pipeline refuses `mget()` by name, even
+                # for keys of one slot; sent this way it routes by their slot.)
+                instance_keys = [keys.registry_instance(service, i) for i, _ in live[service]]
+                pipe.execute_command("MGET", *instance_keys)
             records = await pipe.execute()
 
         view: dict[str, _ServiceView] = {}

@@ -123,6 +123,7 @@ class Runtime(Generic[S, C]):
     async def start(self) -> None:
         s, spec = self.settings, self.spec
         self._parts.push(self.redis.aclose, "redis")  # first in, last out; closed if ping fails
+        self._parts.push(self.publisher.aclose, "publisher")
         await self._wait_for_redis(s.registry.startup_wait_seconds)
         # The database and the outbox relay, as the context declares them, then `build`.
         context = await spec.context.open(self)
