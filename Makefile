@@ -76,8 +76,9 @@ bench-gateway: $(STAMP) system
 	@scripts/require.sh wrk:wrk nginx:nginx
 	$(BIN)/python -m bench.gateway
 
+# CLUSTER=1: on a local six-node Redis Cluster instead of a primary and one replica.
 bench-replication: $(STAMP) system
-	$(BIN)/python -m bench.replication
+	$(BIN)/python -m bench.replication $(if $(CLUSTER),--cluster)
 
 bench-telemetry: $(STAMP) system
 	@scripts/require.sh wrk:wrk

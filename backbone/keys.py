@@ -37,6 +37,12 @@ def applied_marker(slot: int, stream: str, group: str, event_id: str) -> str:
     return f"{PREFIX}:bus:{{{slot_tag(slot)}}}:applied:{stream}:{group}:{event_id}"
 
 
+def applied_marker_pattern(stream: str, group: str) -> str:
+    """Every slot's `applied_marker` of this group on this stream (an ACL key pattern:
+    `{` and `}` are plain characters in a glob)."""
+    return f"{PREFIX}:bus:{{*}}:applied:{stream}:{group}:*"
+
+
 def slot_tag(slot: int) -> str:
     """A short hash tag whose cluster slot is `slot` (the table is built on first use)."""
     global _SLOT_TAGS

@@ -56,6 +56,7 @@ class ReplicatedWriter:
         if self._cluster is None:
             replies, replicated = await self._on_one(self._redis, commands, acks, timeout_ms)
             return WaitedWrites(replies, replicated)
+        await self._cluster.initialize()  # the slot map: loaded by a first command, else now
         by_node: dict[str, list[int]] = {}
         for i, command in enumerate(commands):
             node = self._cluster.get_node_from_key(command[1])

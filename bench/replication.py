@@ -6,6 +6,10 @@ after every publish or batch), in alternating rounds: single publishes (latency 
 p99, events/s at one client) and batches of 100 (events/s). Ratios are WAIT / no WAIT in
 the same run, plus the publisher's CPU time per event, which moves far less than wall
 time on a shared machine. The last line is one JSON object.
+
+`--cluster`: the same on a local six-node Redis Cluster (three primaries, a replica
+each): the single publishes go to one stream (one shard), each batch of 100 to six
+streams spread over the shards, so a batch's WAIT is one per shard, sent in parallel.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pydantic import BaseModel
 from backbone.bus.publisher import Publisher
 from backbone.bus.streams import EventType
 from backbone.config import BusSettings
+from backbone.redis_pool import redis_client
+from stack.redis_cluster import LocalCluster
 from stack.redis_server import RedisServer
 
 
@@ -35,6 +41,8 @@ class Tick(BaseModel):
 
 
 Ticked = EventType("bench", "ticked", 1, Tick)
+# Six streams for a cluster's batches: their slots fall on every shard of three.
+SPREAD = [EventType("bench", f"ticked_{n}", 1, Tick) for n in range(6)]
 
 
 async def _single(publisher: Publisher, count: int) -> dict[str, float]:
@@ -54,11 +62,12 @@ async def _single(publisher: Publisher, count: int) -> dict[str, float]:
     }
 
 
-async def _batched(publisher: Publisher, batches: int, size: int) -> dict[str, float]:
+async def _batched(publisher: Publisher, batches: int, size: int, spread: bool) -> dict[str, float]:
+    types = SPREAD if spread else [Ticked]
     cpu, wall = time.process_time(), time.perf_counter()
     for b in range(batches):
         await publisher.publish_batch(
-            [(Ticked, Tick(n=b * size + i, note="x" * 64)) for i in range(size)]
+            [(types[i % len(types)], Tick(n=b * size + i, note="x" * 64)) for i in range(size)]
         )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {
@@ -67,17 +76,20 @@ async def _batched(publisher: Publisher, batches: int, size: int) -> dict[str, f
     }
 
 
-async def _leg(url: str, acks: int, count: int, batches: int) -> dict[str, Any]:
-    redis = aioredis.Redis.from_url(url)
+async def _leg(url: str, acks: int, count: int, batches: int, cluster: bool) -> dict[str, Any]:
+    redis = redis_client(
+        url, connect_timeout=2, socket_timeout=5, wait_for_connection=2, cluster=cluster
+    )
     settings = BusSettings(replica_acks=acks, replica_ack_timeout_ms=1000)
     publisher = Publisher(redis, producer="bench", settings=settings, registry=CollectorRegistry())
     try:
         await publisher.publish(Ticked, Tick(n=-1, note="warm-up"))
         return {
             "single": await _single(publisher, count),
-            "batch_100": await _batched(publisher, batches, 100),
+            "batch_100": await _batched(publisher, batches, 100, spread=cluster),
         }
     finally:
+        await publisher.aclose()
         await redis.aclose()
 
 
@@ -85,29 +97,45 @@ def _median(runs: list[dict[str, Any]], part: str, key: str) -> float:
     return float(statistics.median(r[part][key] for r in runs))
 
 
-async def main(rounds: int, count: int, batches: int) -> dict[str, Any]:
+async def main(rounds: int, count: int, batches: int, cluster: bool) -> dict[str, Any]:
+    legs: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
+
+    async def alternate(url: str) -> None:
+        for r in range(rounds):
+            for acks in (0, 1) if r % 2 == 0 else (1, 0):  # alternate the order
+                legs[acks].append(await _leg(url, acks, count, batches, cluster))
+
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        primary = RedisServer(root / "primary").start()
-        replica = RedisServer(
-            root / "replica", extra_args=("--replicaof", "127.0.0.1", str(primary.port))
-        ).start()
-        try:
-            probe = aioredis.Redis.from_url(replica.url)
-            deadline = time.monotonic() + 20
-            while (await probe.info("replication")).get("master_link_status") != "up":
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the replica did not sync")
-                await asyncio.sleep(0.05)
-            await probe.aclose()
-            legs: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
-            for r in range(rounds):
-                for acks in (0, 1) if r % 2 == 0 else (1, 0):  # alternate the order
-                    legs[acks].append(await _leg(primary.url, acks, count, batches))
-        finally:
-            replica.stop()
-            primary.stop()
-    result: dict[str, Any] = {"rounds": rounds, "single_events": count, "batches_of_100": batches}
+        if cluster:
+            nodes = LocalCluster(root / "cluster").start()
+            try:
+                await alternate(nodes.url)
+            finally:
+                nodes.stop()
+        else:
+            primary = RedisServer(root / "primary").start()
+            replica = RedisServer(
+                root / "replica", extra_args=("--replicaof", "127.0.0.1", str(primary.port))
+            ).start()
+            try:
+                probe = aioredis.Redis.from_url(replica.url)
+                deadline = time.monotonic() + 20
+                while (await probe.info("replication")).get("master_link_status") != "up":
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the replica did not sync")
+                    await asyncio.sleep(0.05)
+                await probe.aclose()
+                await alternate(primary.url)
+            finally:
+                replica.stop()
+                primary.stop()
+    result: dict[str, Any] = {
+        "redis": "cluster of 3 primaries + 3 replicas" if cluster else "primary + 1 replica",
+        "rounds": rounds,
+        "single_events": count,
+        "batches_of_100": batches,
+    }
     for acks, name in ((0, "no_wait"), (1, "wait_1")):
         runs = legs[acks]
         result[name] = {
@@ -133,8 +161,9 @@ def cli() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--events", type=int, default=3000, help="single publishes a leg")
     parser.add_argument("--batches", type=int, default=100, help="batches of 100 a leg")
+    parser.add_argument("--cluster", action="store_true", help="on a six-node Redis Cluster")
     args = parser.parse_args()
-    result = asyncio.run(main(args.rounds, args.events, args.batches))
+    result = asyncio.run(main(args.rounds, args.events, args.batches, args.cluster))
     for name in ("no_wait", "wait_1"):
         print(name, result[name])
     print(json.dumps(result))

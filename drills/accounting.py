@@ -28,6 +28,7 @@ from typing import Any, cast
 
 import httpx
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from backbone import keys
@@ -135,11 +136,18 @@ async def count(
     accounts: Sequence[Account | Mapping[str, str]],
     archived: Sequence[RawEntry] = (),
     lost_by_design: frozenset[str] = frozenset(),
+    *,
+    cluster: bool = False,
 ) -> Count:
     """One reading of every account's chain, summed. `archived`: trade entries no longer
-    on the stream (a trim drill's); `lost_by_design`: events whose XP must be missing."""
+    on the stream (a trim drill's); `lost_by_design`: events whose XP must be missing.
+    `cluster`: `redis_url` is one node of a Redis Cluster."""
     result = Count()
-    redis = Redis.from_url(redis_url, socket_timeout=5)
+    redis = (
+        cast(Redis, RedisCluster.from_url(redis_url, socket_timeout=5))
+        if cluster
+        else Redis.from_url(redis_url, socket_timeout=5)
+    )
     events: TradeIndex = {}
     pnl: dict[str, Decimal] = {}
     by_request: dict[str, set[str]] = {}

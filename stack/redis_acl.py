@@ -46,8 +46,12 @@ from contracts.users import UserLoggedIn, UserRegistered
 # send CLIENT SETINFO, a command 7.0 lacks; redis-py ignores its refusal.)
 # WAIT (keyless: replicas holding this connection's writes) is how a publisher learns
 # that an event survives a failover (BusSettings.replica_acks).
+# A Redis Cluster client also reads the slot map and the command table (to find each
+# command's keys); harmless on one server, where they are never sent.
 _CONNECTION = ("+ping", "+hello", "+auth", "+select", "+client|setname",
-               "+client|getname", "+client|id", "+quit", "+reset", "+wait")  # fmt: skip
+               "+client|getname", "+client|id", "+quit", "+reset", "+wait",
+               "+cluster|slots", "+cluster|shards", "+cluster|nodes", "+cluster|info",
+               "+command")  # fmt: skip
 # What a service does with its own keys: plain data commands and scripts (whose
 # inner commands are checked against these same rules), never @dangerous ones.
 _DATA = ("+@read", "+@write", "+@keyspace", "+@transaction", "+time", "+evalsha", "+eval",
@@ -102,8 +106,10 @@ class RedisUser:
         for consumed in self.consumes:
             for et in consumed.events:
                 stream = et.stream_key
-                # The idempotency markers and failure counts of this group on this stream.
+                # The idempotency markers and failure counts of this group on this stream,
+                # and on a cluster the markers of each slot's share of its effects.
                 patterns.append(f"~{keys.processed_marker(stream, consumed.group, '*')}")
+                patterns.append(f"~{keys.applied_marker_pattern(stream, consumed.group)}")
                 patterns.append(f"~{keys.failure_counts(stream, consumed.group)}")
         return patterns
 

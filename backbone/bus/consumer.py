@@ -592,7 +592,9 @@ class Consumer:
         prefix = keys.processed_marker(stream, self.group, "")
         unapplied = [(e, i, f, None) for e, i, f, _ in settle]
         args = commit_args(stream, self.group, ttl, fkey, prefix, unapplied, markers=self._markers)
-        acked = list(await self._commit(keys=[stream], args=args)) if settle else []
+        # Routed by the stream marker's key: the stream's slot (its hash tag), and a key
+        # the group's ACL user may name to EVALSHA (the stream itself it may only read).
+        acked = list(await self._commit(keys=[prefix], args=args)) if settle else []
         results: list[Any] = []
         settled = iter(acked)
         for n, (_, _, _, effects) in enumerate(commits):

@@ -20,6 +20,13 @@ achievement) by a UNIQUE constraint. A single instance (the default) has no such
 race: one read loop handles the stream in order, and the group commits each
 event before handling the next (`ConsumerSpec.commit_each`), so every read sees
 the previous trade's effects.
+
+On a Redis Cluster the commit is two steps and its effects land slot by slot
+(backbone/bus/effects.py). A consumer that dies after some slots' shares were
+applied leaves the same class of error behind: the redelivery reads a total that
+already holds this trade's XP, so its `xp_gained.total_xp` or `level_up` may be
+computed from it. XP, the leaderboard and achievements stay exact (each slot's
+share is applied once, under its own marker).
 """
 
 from __future__ import annotations

@@ -26,12 +26,14 @@ _PREFIX = f"{keys.PREFIX}:gamification"
 LEADERBOARD = f"{_PREFIX}:leaderboard"
 
 
+# The braces are real: `{user_id}` is a hash tag, so a user's two hashes share a Redis
+# Cluster slot and `profile()` may read both in one MULTI/EXEC there too.
 def user_key(user_id: str) -> str:
-    return f"{_PREFIX}:user:{user_id}"
+    return f"{_PREFIX}:user:{{{user_id}}}"
 
 
 def achievements_key(user_id: str) -> str:
-    return f"{_PREFIX}:user:{user_id}:achievements"
+    return f"{_PREFIX}:user:{{{user_id}}}:achievements"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from backbone import keys
 from backbone.bus.effects import Effects
+from backbone.redis_pool import is_cluster
 from services.social.cursor import Cursor
 from services.social.schemas import FeedEntry
 
@@ -58,6 +59,7 @@ class FeedStore:
 
     def __init__(self, redis: aioredis.Redis, limits: Limits) -> None:
         self._redis = redis
+        self._cluster = is_cluster(redis)
         self.limits = limits
 
     def queue_entry(self, effects: Effects, entry: FeedEntry) -> None:
@@ -71,6 +73,16 @@ class FeedStore:
         effects.call("ZREMRANGEBYRANK", mine, 0, -(self.limits.user_size + 1))
         effects.call("EXPIRE", mine, ttl)
         effects.call("HSET", USERNAMES, entry.username, entry.user_id)
+
+    async def _bodies(self, entry_keys: list[str]) -> list[bytes | None]:
+        """One MGET; on a Redis Cluster the entries live in many slots, so one GET per
+        key, pipelined (the cluster client groups them by node)."""
+        if not self._cluster:
+            return cast("list[bytes | None]", await self._redis.mget(entry_keys))
+        pipe = self._redis.pipeline(transaction=False)
+        for key in entry_keys:
+            pipe.get(key)
+        return cast("list[bytes | None]", await pipe.execute())
 
     async def user_id_for(self, user: str) -> str:
         """`user` is a username, or else taken as a user id (usernames never contain '-')."""
@@ -99,7 +111,7 @@ class FeedStore:
                 p for p in positions if (cursor is None or p < cursor) and p.entry_id not in seen
             ]
             if fresh:
-                bodies = await self._redis.mget([entry_key(p.entry_id) for p in fresh])
+                bodies = await self._bodies([entry_key(p.entry_id) for p in fresh])
                 for position, body in zip(fresh, bodies, strict=True):
                     seen.add(position.entry_id)
                     if body is not None:  # expired: its feed position outlived it

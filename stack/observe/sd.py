@@ -52,6 +52,7 @@ class ObserveSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6390/0"
     redis_sentinels: str = ""  # as every process: the primary these Sentinels name
     redis_sentinel_master: str = "astra"
+    redis_cluster: bool = False  # redis_url is one node of a Redis Cluster
     run_dir: Path = Path("var")
     registry: RegistrySettings = RegistrySettings()
 
@@ -169,6 +170,7 @@ async def serve(settings: ObserveSettings, host: str, port: int) -> None:
         max_connections=16,
         sentinels=parse_sentinels(settings.redis_sentinels),
         sentinel_master=settings.redis_sentinel_master,
+        cluster=settings.redis_cluster,
     )
     discovery = Discovery(redis, settings.registry, services=None)
     await discovery.start()

@@ -1,4 +1,4 @@
-"""The kernel on a real six-node Redis Cluster (tests/support/cluster.py).
+"""The kernel on a real six-node Redis Cluster (stack/redis_cluster.py).
 
 What runs on it: publishing (with a per-shard WAIT), consumer groups, the reaper, the
 dead-letter stream, idempotency markers and the commit, now two steps because an
@@ -39,7 +39,7 @@ from backbone.registry import Discovery, InstanceInfo, Registrar
 from gateway.config import RateLimitRule, RateLimitSettings
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
-from tests.support.cluster import LocalCluster, ScriptSlotWatch, _ask
+from tests.support.cluster import LocalCluster, ScriptSlotWatch, ask, cross_slot_errors
 from tests.support.events import Ping, Pinged, Pong, Ponged
 from tests.support.poll import poll_until
 
@@ -76,30 +76,15 @@ def _client(cluster: LocalCluster) -> aioredis.Redis:
 async def redis(cluster: LocalCluster) -> AsyncIterator[aioredis.Redis]:
     client = _client(cluster)
     await client.flushall()  # every primary: each test starts from an empty cluster
-    _cross_slot_errors(cluster)  # and with its error counters at zero
+    cross_slot_errors(cluster)  # and with its error counters at zero
     with ScriptSlotWatch(cluster) as watch:
         yield client
     ran = _script_calls(cluster)
-    errors = _cross_slot_errors(cluster)
+    errors = cross_slot_errors(cluster)
     await client.aclose()
     assert not errors, f"cross-slot commands reached the cluster: {errors}"
     assert len(watch.runs) >= ran, f"MONITOR saw {len(watch.runs)} of {ran} script runs"
     assert watch.multi_slot_runs() == [], "a script touched keys of more than one slot"
-
-
-def _cross_slot_errors(cluster: LocalCluster) -> list[str]:
-    """Error counters of every live node that say a command crossed slots (a script
-    that does is caught by `ScriptSlotWatch`: Redis 7.0 refuses it only across nodes)."""
-    found = []
-    for node in cluster.nodes:
-        if not node.running:
-            continue
-        # (ERR is not a sign: every connection's handshake earns a few on Redis 7.0.)
-        for line in _ask(node.port, "INFO", "errorstats").splitlines():
-            if line.startswith("errorstat_CROSSSLOT"):
-                found.append(f":{node.port} {line.strip()}")
-        _ask(node.port, "CONFIG", "RESETSTAT")
-    return found
 
 
 def _script_calls(cluster: LocalCluster) -> int:
@@ -107,7 +92,7 @@ def _script_calls(cluster: LocalCluster) -> int:
     ran = 0
     for node in cluster.nodes:
         if node.running:
-            for line in _ask(node.port, "INFO", "commandstats").splitlines():
+            for line in ask(node.port, "INFO", "commandstats").splitlines():
                 if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")):
                     stats = dict(kv.split("=") for kv in line.split(":", 1)[1].split(","))
                     ran += int(stats["calls"]) - int(stats["failed_calls"])
@@ -239,7 +224,7 @@ class _DiesAfterStepOne:
         self.died = asyncio.Event()
 
     async def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        if keys == [self._stream]:  # step two, the ack: never sent
+        if args[0] == self._stream:  # step two, the ack (ARGV[1] names the stream): never sent
             self.died.set()
             await asyncio.Event().wait()
         return await self._script(keys=keys, args=args)
@@ -397,15 +382,96 @@ async def test_the_registry_and_the_shared_rate_limit_work_on_a_cluster(
         await other.aclose()
 
 
-async def _pending_is(redis: aioredis.Redis, stream: str, n: int, *, after: int) -> bool:
+def _setuser_args(rule: str) -> list[str]:
+    """`user NAME on #.. (~k +cmd) ..` (an aclfile line) as ACL SETUSER's arguments."""
+    words, selector = [], None
+    for word in rule.split()[1:]:
+        if selector is not None:
+            selector.append(word)
+            if word.endswith(")"):
+                words.append(" ".join(selector))
+                selector = None
+        elif word.startswith("(") and not word.endswith(")"):
+            selector = [word]
+        else:
+            words.append(word)
+    return words
+
+
+async def test_services_run_on_a_cluster_as_their_least_privilege_users(
+    cluster: LocalCluster, redis: aioredis.Redis
+) -> None:
+    """The stack's ACL users on every node (the default user stays on for the nodes'
+    own replication here): trading publishes a trade as `trading`; gamification's real
+    handler consumes it as `gamification`, its two-step commit included. A rule
+    missing for the cluster (slot map, command table, a slot's marker) fails this."""
+    from contracts.trading import TradeExecuted
+    from services.gamification.handlers import GROUP, XpAwarder
+    from services.gamification.store import GamificationStore, user_key
+    from stack.redis_acl import stack_users, url_for
+    from tests.support.events import trade_data
+
+    users = {u.name: u for u in stack_users()}
+    for node in cluster.nodes:
+        for name in ("trading", "gamification"):
+            direct = aioredis.Redis(port=node.port)
+            await direct.execute_command(
+                "ACL", "SETUSER", *_setuser_args(users[name].rule(f"pw-{name}"))
+            )
+            await direct.aclose()
+
+    def as_user(name: str) -> aioredis.Redis:
+        url = url_for(cluster.url, name, f"pw-{name}")
+        return redis_client(
+            url, connect_timeout=1, socket_timeout=2, wait_for_connection=1, cluster=True
+        )
+
+    trading, gamification = as_user("trading"), as_user("gamification")
+    registry = CollectorRegistry()
+    publisher = Publisher(trading, producer="trading", settings=FAST, registry=registry)
+    awarder = XpAwarder(GamificationStore(gamification))
+    consumer = Consumer(
+        gamification, group=GROUP, consumer="g-1", handlers={TradeExecuted: awarder.on_trade},
+        settings=FAST, producer="gamification", registry=registry, commit_each=True,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        for n in range(1, 11):
+            done = await publisher.publish(TradeExecuted, trade_data(n, "alice"))
+            assert done.durable
+
+        async def awarded() -> bool:
+            return int(await redis.hget(user_key("u-alice"), "xp") or 0) > 0
+
+        await poll_until(awarded, "alice's XP, awarded as the gamification user", timeout=15)
+        await poll_until(
+            lambda: _pending_is(redis, TradeExecuted.stream_key, 0, after=10, group=GROUP),
+            f"every trade acked (consumer error: {consumer.last_error})",
+            timeout=15,
+        )
+        assert consumer.last_error is None
+        assert int(await redis.xlen("astra.gamification.xp_gained.v1")) == 10
+    finally:
+        await consumer.aclose()
+        await publisher.aclose()
+        await trading.aclose()
+        await gamification.aclose()
+        for node in cluster.nodes:
+            direct = aioredis.Redis(port=node.port)
+            await direct.execute_command("ACL", "DELUSER", "trading", "gamification")
+            await direct.aclose()
+
+
+async def _pending_is(
+    redis: aioredis.Redis, stream: str, n: int, *, after: int, group: str = "g"
+) -> bool:
     """The group has read at least `after` entries and has `n` pending."""
     if not await redis.exists(stream):  # XINFO would answer ERR, counted as a failure
         return False
-    groups = await redis.xinfo_groups(stream)
-    for group in groups:
-        if group["name"] in (b"g", "g"):
-            read = int(group.get("entries-read") or 0)
-            return read >= after and int(group["pending"]) == n
+    for info in await redis.xinfo_groups(stream):
+        if info["name"] in (group.encode(), group):
+            read = int(info.get("entries-read") or 0)
+            return read >= after and int(info["pending"]) == n
     return False
 
 
@@ -435,11 +501,11 @@ def _stall_replication(cluster: LocalCluster, primary_port: int, replica: Any) -
 
 
 def _replica_of(cluster: LocalCluster, primary: Any) -> Any:
-    node_id = _ask(primary.port, "CLUSTER", "MYID").strip()
+    node_id = ask(primary.port, "CLUSTER", "MYID").strip()
     for node in cluster.nodes:
         if node is primary or not node.running:
             continue
-        for line in _ask(node.port, "CLUSTER", "NODES").splitlines():
+        for line in ask(node.port, "CLUSTER", "NODES").splitlines():
             parts = line.split()
             if "myself" in parts[2] and "slave" in parts[2] and parts[3] == node_id:
                 return node
