@@ -64,12 +64,16 @@ class ReplicatedWriter:
                 raise ClusterDownError(f"no primary for the slot of {command[1]!r}")
             by_node.setdefault(node.name, []).append(i)
         shards = list(by_node.items())
-        done = await asyncio.gather(
-            *(
-                self._on_one(self._primary(name), [commands[i] for i in idx], acks, timeout_ms)
-                for name, idx in shards
+        if len(shards) == 1:  # one primary (a single publish): no tasks to gather
+            ((name, _),) = shards
+            done = [await self._on_one(self._primary(name), commands, acks, timeout_ms)]
+        else:
+            done = await asyncio.gather(
+                *(
+                    self._on_one(self._primary(name), [commands[i] for i in idx], acks, timeout_ms)
+                    for name, idx in shards
+                )
             )
-        )
         merged: list[Any] = [None] * len(commands)
         replicated = acks
         stale = False

@@ -4,7 +4,8 @@
        |                                              | poison --> <stream>.dlq + XACK
        v                                              v
     processed-marker check (skip duplicates)  --> handler(event, ctx)
-       | success: one Lua script = effects + marker SET NX + XACK
+       | success: one Lua script = effects + marker SET NX + XACK (on a Redis
+       |   Cluster two steps: each slot's share under its marker, then the ack)
        | failure: HINCRBY failures; after max_deliveries --> <stream>.dlq + XACK
     reaper: XAUTOCLAIM entries idle > claim_idle_ms (crashed peers, failed retries)
     Redis away: every loop backs off (50 ms .. 2 s), logs once per outage, and
