@@ -26,14 +26,13 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis.backoff import EqualJitterBackoff
-from sqlalchemy import MetaData, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from backbone import keys
 from backbone.bus.consumer import Consumer, Event, HandlerContext
 from backbone.bus.publisher import Publisher
 from backbone.config import BusSettings, RegistrySettings
-from backbone.outbox import Outbox, OutboxRelay, outbox_table
+from backbone.outbox import OutboxRelay
 from backbone.redis_pool import is_cluster, redis_client
 from backbone.registry import Discovery, InstanceInfo, Registrar
 from gateway.config import RateLimitRule, RateLimitSettings
@@ -41,6 +40,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
 from tests.support.cluster import LocalCluster, ScriptSlotWatch, ask, cross_slot_errors
 from tests.support.events import Ping, Pinged, Pong, Ponged
+from tests.support.failover import drained, members_at_least, sqlite_outbox
 from tests.support.poll import poll_until
 
 pytestmark = pytest.mark.integration
@@ -478,15 +478,6 @@ async def _pending_is(
 # --- a primary dies mid-stream ---------------------------------------------------------
 
 
-async def _engine(tmp_path: Path) -> tuple[AsyncEngine, Outbox]:
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'service.db'}")
-    metadata = MetaData()
-    table = outbox_table(metadata)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    return engine, Outbox(table, producer="test")
-
-
 def _stall_replication(cluster: LocalCluster, primary_port: int, replica: Any) -> None:
     """From now on the replica gets nothing its primary takes: paused, and the primary
     handed more than the socket buffers hold, so what follows queues in its memory."""
@@ -528,7 +519,7 @@ async def test_a_primary_killed_mid_stream_loses_no_event_the_outbox_let_go_of(
     settings = FAST.model_copy(
         update={"replica_acks": replica_acks, "replica_ack_timeout_ms": 200, "claim_idle_ms": 1000}
     )
-    engine, outbox = await _engine(tmp_path)
+    engine, outbox = await sqlite_outbox(tmp_path)
     redis = _client(cluster)
     relay = OutboxRelay(
         engine, outbox.table, redis, settings, poll_interval=0.05, publish_timeout=2.0,
@@ -548,7 +539,11 @@ async def test_a_primary_killed_mid_stream_loses_no_event_the_outbox_let_go_of(
     try:
         for n in range(100):
             await write(n)
-        await poll_until(lambda: _applied(redis, 100), "the first 100 applied", timeout=20)
+        await poll_until(
+            lambda: members_at_least(redis, "test:applied", 100),
+            "the first 100 applied",
+            timeout=20,
+        )
         # The consumer falls behind (here: stops), so what the failover takes is not
         # already applied elsewhere: effects live on other shards, which do not fail.
         await consumer.aclose()
@@ -570,10 +565,12 @@ async def test_a_primary_killed_mid_stream_loses_no_event_the_outbox_let_go_of(
         await consumer.start()  # caught up again, on the promoted primary
         for n in range(160, 200):
             await write(n)
-        await poll_until(lambda: _drained(engine, outbox), "the outbox drained", timeout=40)
-        drained = time.monotonic() - killed
+        await poll_until(lambda: drained(engine, outbox), "the outbox drained", timeout=40)
+        drained_after = time.monotonic() - killed
         if replica_acks:
-            await poll_until(lambda: _applied(redis, 200), "all 200 applied", timeout=30)
+            await poll_until(
+                lambda: members_at_least(redis, "test:applied", 200), "all 200 applied", timeout=30
+            )
             members = await redis.smembers("test:applied")
             assert {m.decode() for m in members} == set(written)
             assert await _total_xp(redis) == 2000  # each exactly once, across slots
@@ -582,14 +579,18 @@ async def test_a_primary_killed_mid_stream_loses_no_event_the_outbox_let_go_of(
             )
             assert (unreplicated or 0) >= 60  # the cut-off window, refused as sent
         else:
-            await poll_until(lambda: _applied(redis, 140), "the survivors applied", timeout=30)
+            await poll_until(
+                lambda: members_at_least(redis, "test:applied", 140),
+                "the survivors applied",
+                timeout=30,
+            )
             await asyncio.sleep(1.0)  # nothing more is coming: the control's last look
             applied = int(await redis.scard("test:applied"))
             assert applied < 200, "without WAIT the failover should have lost events"
         lost = 200 - int(await redis.scard("test:applied"))
         print(
             f"\ncluster failover ({'WAIT' if replica_acks else 'no WAIT'}): promoted in "
-            f"{promoted:.1f} s, outbox drained {drained:.1f} s after the kill, "
+            f"{promoted:.1f} s, outbox drained {drained_after:.1f} s after the kill, "
             f"{lost} of 200 events lost"
         )
     finally:
@@ -601,17 +602,3 @@ async def test_a_primary_killed_mid_stream_loses_no_event_the_outbox_let_go_of(
             if node.process is not None and node.process.poll() is None:
                 node.process.send_signal(signal.SIGCONT)
         cluster.stop()
-
-
-async def _applied(redis: aioredis.Redis, n: int) -> bool:
-    try:
-        return int(await redis.scard("test:applied")) >= n
-    except Exception:
-        return False
-
-
-async def _drained(engine: AsyncEngine, outbox: Outbox) -> bool:
-    t = outbox.table
-    async with engine.connect() as conn:
-        unsent = await conn.scalar(select(func.count()).where(t.c.sent_at.is_(None)))
-    return not unsent

@@ -16,15 +16,15 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis.backoff import EqualJitterBackoff
-from sqlalchemy import MetaData, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from backbone.bus.consumer import Consumer, Event, HandlerContext
 from backbone.bus.publisher import Publisher
 from backbone.config import BusSettings
-from backbone.outbox import Outbox, OutboxRelay, outbox_table
+from backbone.outbox import OutboxRelay
 from backbone.redis_pool import parse_sentinels, redis_client
 from tests.support.events import Ping, Pinged
+from tests.support.failover import drained, members_at_least, sqlite_outbox
 from tests.support.poll import poll_until
 from tests.support.sentinel import MASTER, SentinelGroup
 
@@ -84,15 +84,6 @@ async def test_a_publish_says_whether_a_replica_holds_it(tmp_path: Path) -> None
         group.stop()
 
 
-async def _engine(tmp_path: Path) -> tuple[AsyncEngine, Outbox]:
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'service.db'}")
-    metadata = MetaData()
-    table = outbox_table(metadata)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    return engine, Outbox(table, producer="test")
-
-
 @pytest.mark.parametrize("replica_acks", [1, 0], ids=["with WAIT", "without WAIT (control)"])
 async def test_a_failover_loses_no_event_the_outbox_let_go_of(
     group: SentinelGroup, tmp_path: Path, replica_acks: int
@@ -108,7 +99,7 @@ async def test_a_failover_loses_no_event_the_outbox_let_go_of(
         claim_idle_ms=1000,
         reaper_interval_ms=200,
     )
-    engine, outbox = await _engine(tmp_path)
+    engine, outbox = await sqlite_outbox(tmp_path)
     redis = _client(group)
     relay = OutboxRelay(
         engine,
@@ -142,7 +133,9 @@ async def test_a_failover_loses_no_event_the_outbox_let_go_of(
     try:
         for n in range(100):  # healthy: replicated as it goes
             await write(n)
-        await poll_until(lambda: _applied(redis, 100), "the first 100 applied", timeout=20)
+        await poll_until(
+            lambda: members_at_least(redis, "applied", 100), "the first 100 applied", timeout=20
+        )
         await asyncio.to_thread(group.stall_replication)  # what follows is the primary's alone
         for n in range(100, 160):
             await write(n)
@@ -155,10 +148,12 @@ async def test_a_failover_loses_no_event_the_outbox_let_go_of(
         await asyncio.to_thread(group.primary.start)
         for n in range(160, 200):  # life goes on, on the new primary
             await write(n)
-        await poll_until(lambda: _drained(engine, outbox), "the outbox drained", timeout=40)
-        drained = time.monotonic() - killed
+        await poll_until(lambda: drained(engine, outbox), "the outbox drained", timeout=40)
+        drained_after = time.monotonic() - killed
         if replica_acks:
-            await poll_until(lambda: _applied(redis, 200), "all 200 applied", timeout=30)
+            await poll_until(
+                lambda: members_at_least(redis, "applied", 200), "all 200 applied", timeout=30
+            )
             members = await redis.smembers("applied")
             assert {m.decode() if isinstance(m, bytes) else m for m in members} == set(written)
             assert int(await redis.get("applied:count") or 0) == 200  # each exactly once
@@ -168,30 +163,18 @@ async def test_a_failover_loses_no_event_the_outbox_let_go_of(
             assert (unreplicated or 0) >= 60  # the cut-off window, refused as sent
         else:
             # Let whatever survived arrive, then count what the failover took.
-            await poll_until(lambda: _applied(redis, 140), "the survivors applied", timeout=30)
+            await poll_until(
+                lambda: members_at_least(redis, "applied", 140), "the survivors applied", timeout=30
+            )
             await asyncio.sleep(1.0)  # nothing more is coming: the control's last look
             applied = int(await redis.scard("applied"))
             assert applied < 200, "without WAIT the failover should have lost events"
         print(
             f"\nfailover ({'WAIT' if replica_acks else 'no WAIT'}): promoted in "
-            f"{promotion:.1f} s, outbox drained {drained:.1f} s after the kill"
+            f"{promotion:.1f} s, outbox drained {drained_after:.1f} s after the kill"
         )
     finally:
         await consumer.aclose()
         await relay.aclose()
         await redis.aclose()
         await engine.dispose()
-
-
-async def _applied(redis: aioredis.Redis, n: int) -> bool:
-    try:
-        return int(await redis.scard("applied")) >= n
-    except Exception:
-        return False
-
-
-async def _drained(engine: AsyncEngine, outbox: Outbox) -> bool:
-    t = outbox.table
-    async with engine.connect() as conn:
-        unsent = await conn.scalar(select(func.count()).where(t.c.sent_at.is_(None)))
-    return not unsent
