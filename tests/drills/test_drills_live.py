@@ -46,7 +46,7 @@ def _require_prometheus() -> None:
         pytest.skip("prometheus is not installed: the drills judge through it")
 
 
-@pytest.mark.timeout(900)  # four drills, each on a stack of its own: about 4.5 minutes
+@pytest.mark.timeout(900)  # three drills, each on a stack of its own: about 3 minutes
 def test_the_fast_drills_pass_with_their_defences_on(tmp_path: Path) -> None:
     _require_prometheus()
     done = _drills("--fast", "--out", str(tmp_path), "--run-id", "fast")
