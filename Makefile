@@ -13,7 +13,7 @@ TEST_SYSTEM := chromium:chromium
 
 COMPOSE_LAYERS ?=
 
-.PHONY: compose-up compose-down test-containers up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-replication bench-telemetry clean docs seed-data dashboards alerts kubernetes load load-ui capacity load-verify drills drills-controls
+.PHONY: compose-up compose-down test-containers up test check lint typecheck pytest system bench-bus bench-faultproxy bench-gateway bench-orders bench-replication bench-telemetry clean docs seed-data dashboards alerts kubernetes load load-ui capacity load-verify drills drills-controls
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,11 @@ bench-faultproxy: $(STAMP) system
 bench-gateway: $(STAMP) system
 	@scripts/require.sh wrk:wrk nginx:nginx
 	$(BIN)/python -m bench.gateway
+
+# What an order costs: raw SQL, the ledger in process, then the orders/s knee through
+# the gateway (the capacity search, --mix orders). PG=<url> adds the PostgreSQL twin.
+bench-orders: $(STAMP) system
+	$(BIN)/python -m bench.orders $(if $(PG),--postgresql $(PG))
 
 # CLUSTER=1: on a local six-node Redis Cluster instead of a primary and one replica.
 bench-replication: $(STAMP) system

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 
 
@@ -17,24 +18,29 @@ class _Uuid7:
     events seconds into the future.
     """
 
-    __slots__ = ("counter", "last_ms")
+    __slots__ = ("_lock", "counter", "last_ms")
 
     def __init__(self) -> None:
         self.last_ms = 0
         self.counter = 0
+        # Ids are made on more than one thread (trading's fills run on a writer thread,
+        # its request ids on the event loop): the read-modify-write must not interleave.
+        self._lock = threading.Lock()
 
     def __call__(self) -> str:
-        ms = time.time_ns() // 1_000_000
-        if ms > self.last_ms:
-            self.last_ms = ms
-            self.counter = secrets.randbits(11)  # half the space left for this ms
-        else:
-            self.counter += 1
-            if self.counter > 0xFFF:
-                self.last_ms += 1
-                self.counter = 0
+        with self._lock:
+            ms = time.time_ns() // 1_000_000
+            if ms > self.last_ms:
+                self.last_ms = ms
+                self.counter = secrets.randbits(11)  # half the space left for this ms
+            else:
+                self.counter += 1
+                if self.counter > 0xFFF:
+                    self.last_ms += 1
+                    self.counter = 0
+            last_ms, counter = self.last_ms, self.counter
         rand = int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
-        value = (self.last_ms << 80) | (0x7 << 76) | (self.counter << 64) | (0b10 << 62) | rand
+        value = (last_ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
         h = f"{value:032x}"
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from opentelemetry import trace
 from pydantic import BaseModel
 from sqlalchemy import Table, insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backbone.bus.envelope import encode, new_event_id
@@ -38,6 +41,7 @@ class Outbox:
     def __init__(self, table: Table, producer: str, *, tracer: trace.Tracer | None = None) -> None:
         self.table = table
         self.producer = producer
+        self._insert = insert(table)  # built once: executed with each row's values
         self._tracer = resolve_tracer(TRACER_NAME, tracer)
 
     async def add(
@@ -48,6 +52,20 @@ class Outbox:
         The PRODUCER span opened here is the one consumers' spans hang under: its
         traceparent is written into the envelope.
         """
+        with self._span(event_type) as (event_id, row):
+            await session.execute(self._insert, row(data))
+        return event_id
+
+    def add_sync(self, conn: Connection, event_type: EventType[D], data: D) -> str:
+        """`add` for a synchronous unit of work (a `Connection` in its transaction)."""
+        with self._span(event_type) as (event_id, row):
+            conn.execute(self._insert, row(data))
+        return event_id
+
+    @contextmanager
+    def _span(
+        self, event_type: EventType[D]
+    ) -> Iterator[tuple[str, Callable[[D], dict[str, object]]]]:
         stream = event_type.stream_key
         event_id = new_event_id()
         with self._tracer.start_as_current_span(
@@ -60,27 +78,28 @@ class Outbox:
                 "messaging.message.id": event_id,
             },
         ):
-            now = datetime.now(UTC)
-            _, envelope = encode(
-                event_type,
-                data,
-                producer=self.producer,
-                correlation_id=ensure_correlation_id(),
-                causation_id=get_causation_id(),
-                traceparent=current_traceparent(),
-                event_id=event_id,
-                occurred_at=now,
-            )
-            await session.execute(
-                insert(self.table).values(
+
+            def row(data: D) -> dict[str, object]:
+                now = datetime.now(UTC)
+                _, envelope = encode(
+                    event_type,
+                    data,
+                    producer=self.producer,
+                    correlation_id=ensure_correlation_id(),
+                    causation_id=get_causation_id(),
+                    traceparent=current_traceparent(),  # inside the span: its context
                     event_id=event_id,
-                    stream=stream,
-                    envelope=envelope,
-                    created_at=now,
-                    attempts=0,
+                    occurred_at=now,
                 )
-            )
-        return event_id
+                return {
+                    "event_id": event_id,
+                    "stream": stream,
+                    "envelope": envelope,
+                    "created_at": now,
+                    "attempts": 0,
+                }
+
+            yield event_id, row
 
     def __repr__(self) -> str:
         return f"<Outbox table={self.table.fullname} producer={self.producer}>"

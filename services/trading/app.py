@@ -15,6 +15,7 @@ from services.trading.ledger import Ledger
 from services.trading.market import Market
 from services.trading.models import metadata
 from services.trading.routes import on_trading_error, router
+from services.trading.unit_of_work import unit_of_work_for
 
 
 async def _build(parts: OutboxParts[Settings]) -> TradingContext:
@@ -29,6 +30,7 @@ async def _build(parts: OutboxParts[Settings]) -> TradingContext:
         market,
         starting_cash=settings.starting_cash,
         row_locks=parts.engine.dialect.name == "postgresql",
+        unit_of_work=unit_of_work_for(parts.engine, parts.sessions),
         # ASTRA_OUTBOX__ENABLED=false (chaos drills only): the dual write, see dualwrite.py.
         direct=(
             None
@@ -39,6 +41,10 @@ async def _build(parts: OutboxParts[Settings]) -> TradingContext:
     return TradingContext(ledger)
 
 
+async def _stop(context: TradingContext) -> None:
+    await context.ledger.aclose()
+
+
 SPEC = ServiceSpec(
     name="trading",
     description="A seeded random-walk market; market orders against 10,000.00 of virtual cash.",
@@ -46,6 +52,7 @@ SPEC = ServiceSpec(
     routers=[router],
     published=[TradeExecuted, PositionUpdated],
     exception_handlers={TradingError: on_trading_error},
+    on_stop=_stop,
 )
 
 

@@ -4,9 +4,12 @@
 
 One fill = one SQL transaction: the account's cash and trade count, the position,
 the order row and the two outbox events commit together or not at all; the relay
-is woken after the commit. With the outbox switched off (`ASTRA_OUTBOX__ENABLED=false`,
-a chaos drill only) the events are published after the commit instead, in the
-request path (`services/trading/dualwrite.py`), and lost if Redis refuses them.
+is woken after the commit. The fill is synchronous code run whole by a unit of work
+(services/trading/unit_of_work.py: a writer thread on SQLite, `run_sync` on
+PostgreSQL), one thread hop per order instead of one per statement. With the outbox
+switched off (`ASTRA_OUTBOX__ENABLED=false`, a chaos drill only) the events are
+published after the commit instead, in the request path
+(`services/trading/dualwrite.py`), and lost if Redis refuses them.
 
 Orders of one user never interleave, so they cannot overspend:
   - a per-user asyncio lock inside this process (on every backend: it also keeps
@@ -36,6 +39,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backbone.bus.streams import EventType
@@ -58,6 +62,7 @@ from services.trading.errors import (
 )
 from services.trading.market import Market
 from services.trading.models import Order
+from services.trading.unit_of_work import UnitOfWork
 
 QUANTITY_UNIT = Decimal("0.0001")
 MONEY_UNIT = Decimal("0.000001")  # cash, notional, average price, P&L
@@ -118,9 +123,11 @@ class Ledger:
         *,
         starting_cash: Decimal,
         row_locks: bool,
+        unit_of_work: UnitOfWork,
         direct: DirectPublish | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._sessions = sessions  # the reads
+        self._unit = unit_of_work  # the fills: one synchronous transaction each
         self._outbox = outbox
         self._relay = relay
         # None: events go through the outbox (the default). Set: the outbox is off
@@ -131,6 +138,10 @@ class Ledger:
         self._row_locks = row_locks  # PostgreSQL: SELECT ... FOR UPDATE
         # Entries vanish once no order of that user is running or waiting.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def aclose(self) -> None:
+        """The unit of work's thread and connections (the engine is the runtime's)."""
+        await self._unit.aclose()
 
     @asynccontextmanager
     async def _serialized(self, user_id: str) -> AsyncIterator[None]:
@@ -151,7 +162,11 @@ class Ledger:
         quantity = quantity.quantize(QUANTITY_UNIT)
         fingerprint = _fingerprint(symbol, side, quantity)
         async with self._serialized(trader.user_id):
-            fill = await self._fill(trader, symbol, side, quantity, idempotency_key, fingerprint)
+            fill = await self._unit.run(
+                lambda conn: self._fill(
+                    conn, trader, symbol, side, quantity, idempotency_key, fingerprint
+                )
+            )
             if self._direct is not None and fill.events:
                 # Committed already; inside the user's lock so their events keep the
                 # order of their trades. A refusal is logged and counted, not raised.
@@ -160,8 +175,9 @@ class Ledger:
             self._relay.notify()
         return fill
 
-    async def _fill(
+    def _fill(
         self,
+        conn: Connection,
         trader: Trader,
         symbol: str,
         side: Side,
@@ -169,49 +185,49 @@ class Ledger:
         key: str | None,
         fingerprint: str,
     ) -> Fill:
+        """One fill, inside the unit of work's transaction (committed after it returns)."""
         user_id = trader.user_id
         now = datetime.now(UTC)
-        async with self._sessions() as session, session.begin():
-            # First statement a write: on SQLite it takes the write lock right here.
-            await store.ensure_account(session, user_id, trader.username, self.starting_cash, now)
-            if self._row_locks:
-                await store.lock_account(session, user_id)
-            if key is not None:
-                earlier = await store.order_by_key(session, user_id, key)
-                if earlier is not None:
-                    if earlier.request_hash != fingerprint:
-                        raise IdempotencyKeyReused()
-                    return Fill(earlier, replayed=True)
+        # First statement a write: on SQLite it takes the write lock right here.
+        store.ensure_account(conn, user_id, trader.username, self.starting_cash, now)
+        if self._row_locks:
+            store.lock_account(conn, user_id)
+        if key is not None:
+            earlier = store.order_by_key(conn, user_id, key)
+            if earlier is not None:
+                if earlier.request_hash != fingerprint:
+                    raise IdempotencyKeyReused()
+                return Fill(earlier, replayed=True)
 
-            price = self.market.quote(symbol)
-            apply = self._buy if side == "buy" else self._sell
-            change = await apply(session, user_id, symbol, quantity, price, now)
-            order = Order(
-                id=uuid7(),
-                user_id=user_id,
-                trade_number=change.balance.trade_count,
-                symbol=symbol,
-                side=side,
-                quantity=quantity,
-                price=price,
-                notional=change.notional,
-                realized_pnl=change.realized_pnl,
-                status="filled",
-                idempotency_key=key,
-                request_hash=fingerprint if key is not None else None,
-                executed_at=now,
-            )
-            await store.insert_order(session, order)
-            events = _events(trader, order, change)
-            if self._direct is not None:
-                return Fill(order, replayed=False, events=events)  # published after commit
-            for event_type, data in events:
-                await self._outbox.add(session, event_type, data)
+        price = self.market.quote(symbol)
+        apply = self._buy if side == "buy" else self._sell
+        change = apply(conn, user_id, symbol, quantity, price, now)
+        order = Order(
+            id=uuid7(),
+            user_id=user_id,
+            trade_number=change.balance.trade_count,
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            price=price,
+            notional=change.notional,
+            realized_pnl=change.realized_pnl,
+            status="filled",
+            idempotency_key=key,
+            request_hash=fingerprint if key is not None else None,
+            executed_at=now,
+        )
+        store.insert_order(conn, order)
+        events = _events(trader, order, change)
+        if self._direct is not None:
+            return Fill(order, replayed=False, events=events)  # published after commit
+        for event_type, data in events:
+            self._outbox.add_sync(conn, event_type, data)
         return Fill(order, replayed=False)
 
-    async def _buy(
+    def _buy(
         self,
-        session: AsyncSession,
+        conn: Connection,
         user_id: str,
         symbol: str,
         quantity: Decimal,
@@ -219,21 +235,19 @@ class Ledger:
         now: datetime,
     ) -> _Change:
         notional = price * quantity  # 2 places x 4 places: exact in 6
-        held = await store.position(session, user_id, symbol)
-        balance = await store.debit(session, user_id, notional, now)
+        held = store.position(conn, user_id, symbol)
+        balance = store.debit(conn, user_id, notional, now)
         if balance is None:
-            raise InsufficientFunds(notional, await store.cash(session, user_id) or ZERO)
+            raise InsufficientFunds(notional, store.cash(conn, user_id) or ZERO)
         held_qty, held_avg = held if held is not None else (ZERO, ZERO)
         new_qty = held_qty + quantity
         new_avg = ((held_qty * held_avg + notional) / new_qty).quantize(MONEY_UNIT, ROUND_HALF_EVEN)
-        await store.put_position(
-            session, user_id, symbol, new_qty, new_avg, now, exists=held is not None
-        )
+        store.put_position(conn, user_id, symbol, new_qty, new_avg, now, exists=held is not None)
         return _Change(balance, notional, new_qty, new_avg, ZERO.quantize(MONEY_UNIT))
 
-    async def _sell(
+    def _sell(
         self,
-        session: AsyncSession,
+        conn: Connection,
         user_id: str,
         symbol: str,
         quantity: Decimal,
@@ -241,16 +255,16 @@ class Ledger:
         now: datetime,
     ) -> _Change:
         notional = price * quantity
-        reduced = await store.reduce_position(session, user_id, symbol, quantity, now)
+        reduced = store.reduce_position(conn, user_id, symbol, quantity, now)
         if reduced is None:
-            held = await store.position(session, user_id, symbol)
+            held = store.position(conn, user_id, symbol)
             raise InsufficientPosition(symbol, quantity, held.quantity if held else ZERO)
         left, average = reduced
         realized = ((price - average) * quantity).quantize(MONEY_UNIT, ROUND_HALF_EVEN)
         if left == 0:
-            await store.delete_position(session, user_id, symbol)
+            store.delete_position(conn, user_id, symbol)
             average = ZERO.quantize(MONEY_UNIT)
-        balance = await store.credit(session, user_id, notional, now)
+        balance = store.credit(conn, user_id, notional, now)
         return _Change(balance, notional, left, average, realized)
 
     async def order(self, user_id: str, order_id: str) -> Order:

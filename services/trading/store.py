@@ -1,4 +1,8 @@
-"""Statements on the trading tables, run in the caller's session and transaction.
+"""Statements on the trading tables, run in the caller's transaction.
+
+The fill's statements are synchronous and take a `Connection`: a fill is one unit of
+work that the ledger runs whole on a writer thread (SQLite) or inside `run_sync` over
+asyncpg (PostgreSQL) — services/trading/unit_of_work.py. The reads stay async.
 
 The writes that guard money are conditional single statements (`... WHERE cash
 >= :x RETURNING ...`), so they hold even without the row lock the ledger takes.
@@ -9,10 +13,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.trading.models import Order, accounts, orders, positions
@@ -34,85 +39,118 @@ class Holding(NamedTuple):
     average_price: Decimal
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
+# The order path's statements, built once. Building a Core statement per call (the
+# `where(...)`, `values(...)` and their coercions, then its cache key) cost more CPU
+# than running it: an order spent most of its time here (bench/README.md, bench-orders).
+# Each is executed with a dict of its bind parameters.
+_ACCOUNT = {
+    "user_id": bindparam("p_user_id"),
+    "username": bindparam("p_username"),
+    "cash": bindparam("p_cash", type_=accounts.c.cash.type),
+    "trade_count": 0,
+    "created_at": bindparam("p_now", type_=accounts.c.created_at.type),
+    "updated_at": bindparam("p_now", type_=accounts.c.updated_at.type),
+}
+_ENSURE_ACCOUNT = {
+    "postgresql": postgresql.insert(accounts).values(**_ACCOUNT).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(accounts).values(**_ACCOUNT).on_conflict_do_nothing(),
+}
+_LOCK_ACCOUNT = (
+    select(accounts.c.user_id).where(accounts.c.user_id == bindparam("p_user_id")).with_for_update()
+)
+_CASH = select(accounts.c.cash).where(accounts.c.user_id == bindparam("p_user_id"))
+_AMOUNT = bindparam("p_amount", type_=accounts.c.cash.type)
+_NOW_ACCOUNT = bindparam("p_now", type_=accounts.c.updated_at.type)
+_DEBIT = (
+    update(accounts)
+    .where(accounts.c.user_id == bindparam("p_user_id"), accounts.c.cash >= _AMOUNT)
+    .values(
+        cash=accounts.c.cash - _AMOUNT,
+        trade_count=accounts.c.trade_count + 1,
+        updated_at=_NOW_ACCOUNT,
+    )
+    .returning(accounts.c.cash, accounts.c.trade_count)
+)
+_CREDIT = (
+    update(accounts)
+    .where(accounts.c.user_id == bindparam("p_user_id"))
+    .values(
+        cash=accounts.c.cash + _AMOUNT,
+        trade_count=accounts.c.trade_count + 1,
+        updated_at=_NOW_ACCOUNT,
+    )
+    .returning(accounts.c.cash, accounts.c.trade_count)
+)
+_THIS_POSITION = (
+    positions.c.user_id == bindparam("p_user_id"),
+    positions.c.symbol == bindparam("p_symbol"),
+)
+_POSITION = select(positions.c.quantity, positions.c.average_price).where(*_THIS_POSITION)
+_QUANTITY = bindparam("p_quantity", type_=positions.c.quantity.type)
+_NOW_POSITION = bindparam("p_now", type_=positions.c.updated_at.type)
+_UPDATE_POSITION = (
+    update(positions)
+    .where(*_THIS_POSITION)
+    .values(
+        quantity=_QUANTITY,
+        average_price=bindparam("p_average_price", type_=positions.c.average_price.type),
+        updated_at=_NOW_POSITION,
+    )
+)
+_INSERT_POSITION = insert(positions)
+_REDUCE_POSITION = (
+    update(positions)
+    .where(*_THIS_POSITION, positions.c.quantity >= _QUANTITY)
+    .values(quantity=positions.c.quantity - _QUANTITY, updated_at=_NOW_POSITION)
+    .returning(positions.c.quantity, positions.c.average_price)
+)
+_DELETE_POSITION = delete(positions).where(*_THIS_POSITION)
+_INSERT_ORDER = insert(orders)
+_ORDER_BY_KEY = select(orders).where(
+    orders.c.user_id == bindparam("p_user_id"), orders.c.idempotency_key == bindparam("p_key")
+)
+_ORDER_BY_ID = select(orders).where(
+    orders.c.id == bindparam("p_order_id"), orders.c.user_id == bindparam("p_user_id")
+)
 
 
-async def ensure_account(
-    session: AsyncSession, user_id: str, username: str, cash: Decimal, now: datetime
+def ensure_account(
+    conn: Connection, user_id: str, username: str, cash: Decimal, now: datetime
 ) -> None:
     """Create the account on first use; a no-op (but still a write) when it exists."""
-    values = dict(
-        user_id=user_id, username=username, cash=cash, trade_count=0, created_at=now, updated_at=now
-    )
-    if _dialect(session) == "postgresql":
-        stmt: Any = postgresql.insert(accounts).values(**values).on_conflict_do_nothing()
-    else:
-        stmt = sqlite.insert(accounts).values(**values).on_conflict_do_nothing()
-    await session.execute(stmt)
+    params = {"p_user_id": user_id, "p_username": username, "p_cash": cash, "p_now": now}
+    conn.execute(_ENSURE_ACCOUNT[conn.dialect.name], params)
 
 
-async def lock_account(session: AsyncSession, user_id: str) -> None:
+def lock_account(conn: Connection, user_id: str) -> None:
     """SELECT ... FOR UPDATE: the user's orders run one at a time, across instances."""
-    await session.execute(
-        select(accounts.c.user_id).where(accounts.c.user_id == user_id).with_for_update()
-    )
+    conn.execute(_LOCK_ACCOUNT, {"p_user_id": user_id})
 
 
-async def cash(session: AsyncSession, user_id: str) -> Decimal | None:
-    value = await session.scalar(select(accounts.c.cash).where(accounts.c.user_id == user_id))
+def cash(conn: Connection, user_id: str) -> Decimal | None:
+    value = conn.scalar(_CASH, {"p_user_id": user_id})
     return None if value is None else Decimal(value)
 
 
-async def debit(
-    session: AsyncSession, user_id: str, amount: Decimal, now: datetime
-) -> Balance | None:
+def debit(conn: Connection, user_id: str, amount: Decimal, now: datetime) -> Balance | None:
     """Take `amount` and count a trade, only if the cash covers it: (cash, trade_count) or None."""
-    row = (
-        await session.execute(
-            update(accounts)
-            .where(accounts.c.user_id == user_id, accounts.c.cash >= amount)
-            .values(
-                cash=accounts.c.cash - amount,
-                trade_count=accounts.c.trade_count + 1,
-                updated_at=now,
-            )
-            .returning(accounts.c.cash, accounts.c.trade_count)
-        )
-    ).first()
+    params = {"p_user_id": user_id, "p_amount": amount, "p_now": now}
+    row = (conn.execute(_DEBIT, params)).first()
     return None if row is None else Balance(*row)
 
 
-async def credit(session: AsyncSession, user_id: str, amount: Decimal, now: datetime) -> Balance:
-    return Balance(
-        *(
-            await session.execute(
-                update(accounts)
-                .where(accounts.c.user_id == user_id)
-                .values(
-                    cash=accounts.c.cash + amount,
-                    trade_count=accounts.c.trade_count + 1,
-                    updated_at=now,
-                )
-                .returning(accounts.c.cash, accounts.c.trade_count)
-            )
-        ).one()
-    )
+def credit(conn: Connection, user_id: str, amount: Decimal, now: datetime) -> Balance:
+    params = {"p_user_id": user_id, "p_amount": amount, "p_now": now}
+    return Balance(*(conn.execute(_CREDIT, params)).one())
 
 
-async def position(session: AsyncSession, user_id: str, symbol: str) -> Lot | None:
-    row = (
-        await session.execute(
-            select(positions.c.quantity, positions.c.average_price).where(
-                positions.c.user_id == user_id, positions.c.symbol == symbol
-            )
-        )
-    ).first()
+def position(conn: Connection, user_id: str, symbol: str) -> Lot | None:
+    row = (conn.execute(_POSITION, {"p_user_id": user_id, "p_symbol": symbol})).first()
     return None if row is None else Lot(*row)
 
 
-async def put_position(
-    session: AsyncSession,
+def put_position(
+    conn: Connection,
     user_id: str,
     symbol: str,
     quantity: Decimal,
@@ -122,67 +160,50 @@ async def put_position(
     exists: bool,
 ) -> None:
     if exists:
-        await session.execute(
-            update(positions)
-            .where(positions.c.user_id == user_id, positions.c.symbol == symbol)
-            .values(quantity=quantity, average_price=average_price, updated_at=now)
-        )
+        params = {
+            "p_user_id": user_id,
+            "p_symbol": symbol,
+            "p_quantity": quantity,
+            "p_average_price": average_price,
+            "p_now": now,
+        }
+        conn.execute(_UPDATE_POSITION, params)
     else:
-        await session.execute(
-            insert(positions).values(
-                user_id=user_id,
-                symbol=symbol,
-                quantity=quantity,
-                average_price=average_price,
-                updated_at=now,
-            )
-        )
+        row = {
+            "user_id": user_id,
+            "symbol": symbol,
+            "quantity": quantity,
+            "average_price": average_price,
+            "updated_at": now,
+        }
+        conn.execute(_INSERT_POSITION, row)
 
 
-async def reduce_position(
-    session: AsyncSession, user_id: str, symbol: str, quantity: Decimal, now: datetime
+def reduce_position(
+    conn: Connection, user_id: str, symbol: str, quantity: Decimal, now: datetime
 ) -> Lot | None:
     """Take `quantity` off a position, only if that much is held: (quantity, average) or None."""
-    row = (
-        await session.execute(
-            update(positions)
-            .where(
-                positions.c.user_id == user_id,
-                positions.c.symbol == symbol,
-                positions.c.quantity >= quantity,
-            )
-            .values(quantity=positions.c.quantity - quantity, updated_at=now)
-            .returning(positions.c.quantity, positions.c.average_price)
-        )
-    ).first()
+    params = {"p_user_id": user_id, "p_symbol": symbol, "p_quantity": quantity, "p_now": now}
+    row = (conn.execute(_REDUCE_POSITION, params)).first()
     return None if row is None else Lot(*row)
 
 
-async def delete_position(session: AsyncSession, user_id: str, symbol: str) -> None:
-    await session.execute(
-        delete(positions).where(positions.c.user_id == user_id, positions.c.symbol == symbol)
-    )
+def delete_position(conn: Connection, user_id: str, symbol: str) -> None:
+    conn.execute(_DELETE_POSITION, {"p_user_id": user_id, "p_symbol": symbol})
 
 
-async def insert_order(session: AsyncSession, order: Order) -> None:
-    await session.execute(insert(orders).values(**asdict(order)))
+def insert_order(conn: Connection, order: Order) -> None:
+    conn.execute(_INSERT_ORDER, asdict(order))
 
 
-async def order_by_key(session: AsyncSession, user_id: str, key: str) -> Order | None:
-    row = (
-        await session.execute(
-            select(orders).where(orders.c.user_id == user_id, orders.c.idempotency_key == key)
-        )
-    ).first()
+def order_by_key(conn: Connection, user_id: str, key: str) -> Order | None:
+    row = (conn.execute(_ORDER_BY_KEY, {"p_user_id": user_id, "p_key": key})).first()
     return None if row is None else Order(**row._mapping)
 
 
 async def order_by_id(session: AsyncSession, user_id: str, order_id: str) -> Order | None:
-    row = (
-        await session.execute(
-            select(orders).where(orders.c.id == order_id, orders.c.user_id == user_id)
-        )
-    ).first()
+    params = {"p_user_id": user_id, "p_order_id": order_id}
+    row = (await session.execute(_ORDER_BY_ID, params)).first()
     return None if row is None else Order(**row._mapping)
 
 
