@@ -15,8 +15,11 @@ exactly once; without it, events Redis acknowledged are lost with the dead prima
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -44,6 +47,7 @@ from tests.support.failover import drained, members_at_least, sqlite_outbox
 from tests.support.poll import poll_until
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 STREAM = Pinged.stream_key
 USERS = 17  # per-user keys spread over every shard
 FAST = BusSettings(
@@ -215,21 +219,6 @@ async def test_bad_events_reach_the_dead_letter_stream_on_a_cluster(
         await publisher.aclose()
 
 
-class _DiesAfterStepOne:
-    """The consumer's commit script, frozen for good once a slot's effects are applied:
-    from Redis's side, a consumer that died between the two steps (no ack ever comes)."""
-
-    def __init__(self, script: Any, stream: str) -> None:
-        self._script, self._stream = script, stream
-        self.died = asyncio.Event()
-
-    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        if args[0] == self._stream:  # step two, the ack (ARGV[1] names the stream): never sent
-            self.died.set()
-            await asyncio.Event().wait()
-        return await self._script(keys=keys, args=args)
-
-
 class _DiesBeforeTheAck:
     """A client whose MULTI (the ack after a dead letter) never runs: a consumer that died
     between the dead letter and its ack."""
@@ -263,35 +252,68 @@ def _dead(consumer: Consumer) -> None:
         task.cancel()
 
 
-async def test_a_consumer_dead_between_the_steps_leaves_nothing_applied_twice(
-    redis: aioredis.Redis,
+CHILD = Path(__file__).with_name("cluster_consumer_child.py")
+
+
+def _keys_off(cluster: LocalCluster, shard: Any, n: int) -> list[str]:
+    """`n` keys whose slots another primary than `shard` serves."""
+    found, i = [], 0
+    while len(found) < n:
+        key = f"test:elsewhere:{i}"
+        if cluster.primary_for(key) is not shard:
+            found.append(key)
+        i += 1
+    return found
+
+
+async def test_a_consumer_killed_between_the_steps_applies_nothing_twice(
+    cluster: LocalCluster, redis: aioredis.Redis
 ) -> None:
-    """Step one (effects, slot by slot, under their markers) done, step two (the ack)
-    never: a peer's reaper claims the entries, re-applies nothing, and acks them."""
-    registry = CollectorRegistry()
-    publisher = Publisher(redis, producer="test", settings=FAST, registry=registry)
-    doomed = _consumer(redis, "doomed", registry)
-    frozen = _DiesAfterStepOne(doomed._commit, STREAM)
-    doomed._commit = frozen  # type: ignore[assignment]
-    await doomed.start()
+    """A real kill -9 between the two steps. The consumer (its own process) reads a
+    batch; while its handler runs, the stream's primary pauses writes (CLIENT PAUSE
+    WRITE), so step one (effects on other shards) lands and step two (the ack, in the
+    stream's slot) is held; the process is killed and the held ack dies with it (Redis
+    discards a paused command whose client is gone). A survivor's reaper then finds
+    every slot's marker: the held batch is applied once, and acked."""
+    shard = cluster.primary_for(STREAM)
+    counters = _keys_off(cluster, shard, 3)
+    publisher = Publisher(redis, producer="test", settings=FAST, registry=CollectorRegistry())
+    await publisher.publish_batch([(Pinged, Ping(n=n)) for n in range(5)])
+    child = subprocess.Popen(
+        [sys.executable, str(CHILD), cluster.url, "doomed", "1.0", *counters],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
     survivor = _consumer(redis, "survivor", CollectorRegistry())
     try:
-        await publisher.publish_batch([(Pinged, Ping(n=n)) for n in range(50)])
-        await asyncio.wait_for(frozen.died.wait(), 10)
-        _dead(doomed)
-        pending = await redis.xpending(STREAM, "g")
-        assert pending["pending"] > 0
-        held = pending["pending"]
-        assert int(await redis.scard("test:applied")) == held  # applied, not acked
+        assert child.stdout is not None
+        assert (await asyncio.to_thread(child.stdout.readline)).strip() == "started"
+
+        async def batch_read() -> bool:
+            return (await redis.xpending(STREAM, "g"))["pending"] == 5
+
+        await poll_until(batch_read, "the child read the batch", timeout=10)
+        ask(shard.port, "CLIENT", "PAUSE", "20000", "WRITE")  # the handler sleeps 1 s a event
+
+        async def effects_landed() -> bool:
+            return int(await redis.scard("test:applied")) == 5
+
+        await poll_until(effects_landed, "step one applied on the other shards", timeout=15)
+        child.kill()  # with its ack held by the pause
+        child.wait(5)
+        ask(shard.port, "CLIENT", "UNPAUSE")
+        assert (await redis.xpending(STREAM, "g"))["pending"] == 5  # the ack died with it
         await survivor.start()
         await poll_until(
-            lambda: _pending_is(redis, STREAM, 0, after=50), "the survivor acked all", timeout=20
+            lambda: _pending_is(redis, STREAM, 0, after=5), "the survivor acked them", timeout=20
         )
-        assert int(await redis.scard("test:applied")) == 50
-        assert await _total_xp(redis) == 500  # the held batch's XP counted once
-        assert int(await redis.xlen(Ponged.stream_key)) == 50
+        for key in counters:
+            assert int(await redis.get(key) or 0) == 5  # each event's effect once
+        assert int(await redis.scard("test:applied")) == 5
     finally:
-        await doomed.aclose(grace=0.2)
+        ask(shard.port, "CLIENT", "UNPAUSE")
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)
         await survivor.aclose()
         await publisher.aclose()
 
