@@ -8,11 +8,18 @@ forwarded); identity headers are never trusted.
 
 from __future__ import annotations
 
-from backbone.auth import Claims, InvalidToken, JwksCache, JwtVerifier, users_jwks_url
+from backbone.auth import (
+    Claims,
+    InvalidToken,
+    JwksCache,
+    JwtVerifier,
+    SigningKeysUnavailable,
+    users_jwks_url,
+)
 from backbone.registry import Discovery
 from gateway.config import GatewaySettings
 
-__all__ = ["Authenticator", "InvalidToken"]
+__all__ = ["Authenticator", "InvalidToken", "SigningKeysUnavailable"]
 
 
 class Authenticator:

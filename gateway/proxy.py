@@ -35,7 +35,7 @@ from backbone.auth import Claims, bearer_token, challenge
 from backbone.service.problems import problem_response
 from backbone.telemetry.asgi import SLO_CLASS
 from gateway.audit import AuditedExchange
-from gateway.auth import InvalidToken
+from gateway.auth import InvalidToken, SigningKeysUnavailable
 from gateway.fallback import Cached, cacheable_answer, cacheable_request
 from gateway.middleware.access import note_upstream
 from gateway.public_api import PREFIX, RouteSpec, canonical_path
@@ -173,6 +173,19 @@ class ProxyMiddleware:
                     exchange.token_subject = claims.subject
             except InvalidToken as e:
                 rejection = ("invalid", f"Invalid token: {e}", challenge("invalid_token"))
+            except SigningKeysUnavailable as e:
+                # Not the token's fault: 503, so a client retries instead of logging out.
+                gw.metrics.auth_failures.labels("keys_unavailable").inc()
+                if exchange is not None:
+                    exchange.refused = "keys_unavailable"
+                await problem_response(
+                    503,
+                    "Service Unavailable",
+                    f"Cannot verify tokens now: {e}",
+                    instance=path,
+                    headers={"Retry-After": "1"},
+                )(scope, receive, send)
+                return
         elif not route.public:
             rejection = ("missing", "A bearer token is required.", challenge())
         # Keyed by the verified subject, else the peer address: never by a header. A

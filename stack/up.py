@@ -227,7 +227,12 @@ async def run_stack(settings: StackSettings) -> int:
         state["children"] = [
             {"name": c.name, "url": c.url, "pid": c.pid} for c in supervisor.children
         ]
-        (run_dir / "stack.json").write_text(json.dumps(state, indent=2))
+        # Atomically (a temporary file, then rename): it is rewritten whenever a child
+        # restarts, and readers (tests, drills, load runs) must never see half of it
+        # (found: a test read it empty, mid-write).
+        partial = run_dir / "stack.json.partial"
+        partial.write_text(json.dumps(state, indent=2))
+        os.replace(partial, run_dir / "stack.json")
 
     supervisor = Supervisor(
         ready_timeout=settings.ready_timeout,

@@ -12,7 +12,13 @@ from __future__ import annotations
 from backbone.auth.bearer import bearer_token, challenge
 from backbone.auth.jwks import JwksCache, JwksFetchError
 from backbone.auth.locate import users_jwks_url
-from backbone.auth.verify import ALGORITHMS, Claims, InvalidToken, JwtVerifier
+from backbone.auth.verify import (
+    ALGORITHMS,
+    Claims,
+    InvalidToken,
+    JwtVerifier,
+    SigningKeysUnavailable,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -21,6 +27,7 @@ __all__ = [
     "JwksCache",
     "JwksFetchError",
     "JwtVerifier",
+    "SigningKeysUnavailable",
     "bearer_token",
     "challenge",
     "users_jwks_url",

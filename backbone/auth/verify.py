@@ -31,6 +31,13 @@ class InvalidToken(AstraError):
     """The bearer token is missing, malformed, expired, forged or not for us."""
 
 
+class SigningKeysUnavailable(AstraError):
+    """The token cannot be judged now: its signing keys could not be fetched (the
+    issuer, or the registry that locates it, is unreachable and no key is cached).
+    Not the client's fault, so not a 401 (which tells a client to drop its token):
+    callers answer 503 with Retry-After."""
+
+
 @dataclass(frozen=True, slots=True)
 class Claims:
     subject: str
@@ -102,7 +109,7 @@ class JwtVerifier:
         try:
             key = await self._jwks.get(kid)
         except JwksFetchError as e:
-            raise InvalidToken("signing keys unavailable") from e
+            raise SigningKeysUnavailable(f"signing keys unavailable: {e}") from e
         if key is None:
             raise InvalidToken("unknown signing key")
         try:

@@ -13,7 +13,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from backbone.auth import Claims, InvalidToken, JwtVerifier, bearer_token, challenge
+from backbone.auth import (
+    Claims,
+    InvalidToken,
+    JwtVerifier,
+    SigningKeysUnavailable,
+    bearer_token,
+    challenge,
+)
 from backbone.service.problems import ProblemError
 
 
@@ -27,6 +34,12 @@ async def current_user(request: Request) -> Claims:
         return await verifier.verify(token)
     except InvalidToken as e:
         raise _unauthorized(f"Invalid token: {e}") from e
+    except SigningKeysUnavailable as e:
+        # The verifier's trouble, not the token's: a 401 would tell the client to log out.
+        raise ProblemError(
+            503, "Service Unavailable", f"Cannot verify tokens now: {e}",
+            headers={"Retry-After": "1"},
+        ) from e  # fmt: skip
 
 
 def _unauthorized(detail: str) -> ProblemError:

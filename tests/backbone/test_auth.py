@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from backbone.auth import InvalidToken, JwksCache, JwtVerifier
+from backbone.auth import InvalidToken, JwksCache, JwtVerifier, SigningKeysUnavailable
 from backbone.auth.verify import LEEWAY_SECONDS
 from tests.support.tokens import TokenIssuer
 
@@ -35,8 +35,9 @@ async def test_tokens_are_checked_and_keys_survive_an_issuer_outage() -> None:
                 await check.verify(bad)
     # The issuer is gone: a known key keeps verifying (no mass logout) ...
     assert (await check.verify(issuer.token("user-1"))).subject == "user-1"
-    # ... a token signed by another key does not.
-    with pytest.raises(InvalidToken):
+    # ... a token signed by another key does not: its kid is unknown, and with the
+    # issuer gone it cannot be learnt, so it is neither accepted nor called invalid.
+    with pytest.raises(SigningKeysUnavailable):
         await check.verify(TokenIssuer().token("user-1"))
 
 
@@ -128,3 +129,10 @@ async def test_a_tampered_copy_of_a_remembered_token_is_refused() -> None:
         forged_body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=")
         with pytest.raises(InvalidToken):
             await check.verify(f"{head}.{forged_body.decode()}.{signature}")
+
+
+async def test_keys_that_cannot_be_fetched_are_not_an_invalid_token() -> None:
+    issuer = TokenIssuer()  # never started: nothing answers on its JWKS port
+    check = verifier(issuer.jwks_url, min_refresh_interval=0.0)
+    with pytest.raises(SigningKeysUnavailable):
+        await check.verify(issuer.token("user-1"))

@@ -77,3 +77,28 @@ async def test_tokens_are_verified_on_every_route(
         async with http.post(f"{base}/api/v1/users/logout") as response:
             assert response.status == 401
         assert [s["path"] for s in users.seen] == ["/api/v1/users/login"]
+
+
+async def test_unreachable_signing_keys_are_a_503_not_a_401(
+    redis_url: str, upstreams: UpstreamFactory, gateway_at: GatewayAt, http: ClientSession
+) -> None:
+    """The issuer's JWKS cannot be fetched and no key is cached: the gateway cannot judge
+    the token. A 401 would tell the client its token is bad (and to log out); the
+    honest answer is 503 with Retry-After, and nothing reaches the upstream."""
+    await upstreams("users", "users-1")
+    trading = await upstreams("trading", "trading-1")
+    issuer = TokenIssuer()  # never started: its JWKS port refuses connections
+    async with gateway_at(
+        redis_url, jwks_url=issuer.jwks_url, public_routes=DEFAULT_PUBLIC
+    ) as base:
+        await until_routed(http, f"{base}/api/v1/trading/markets")
+        before = len(trading.seen)
+        token = issuer.token("user-1", "alice")
+        async with http.get(
+            f"{base}/api/v1/trading/portfolio", headers={"Authorization": f"Bearer {token}"}
+        ) as response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "1"
+            assert response.content_type == "application/problem+json"
+            assert "Cannot verify tokens now" in (await response.json())["detail"]
+        assert len(trading.seen) == before
